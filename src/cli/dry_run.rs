@@ -1,0 +1,211 @@
+//! `jitguard dry-run`: decide manifests offline with the server's own code path.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::exit;
+use crate::admission::Operation;
+use crate::audit::Audit;
+use crate::decision::{OnError, Options, Verdict, Webhook};
+use crate::grant::GrantStore;
+use crate::manifest::{self, Requester};
+use crate::metrics::Metrics;
+use crate::policy::{EvalOptions, PolicySet};
+use crate::review::{Reviewed, Reviewer, Worker};
+
+#[derive(Args, Debug)]
+pub struct DryRunArgs {
+    /// Policy folder.
+    #[arg(long, default_value_os_t = super::default_policies())]
+    pub policies: PathBuf,
+    /// Manifest files or folders (YAML/JSON, multi-document), or AdmissionReview files.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The requesting user.
+    #[arg(long, default_value = "dry-run-user")]
+    pub user: String,
+    /// The requester's groups (repeat the flag).
+    #[arg(long = "group", default_values_t = vec!["system:authenticated".to_string()])]
+    pub groups: Vec<String>,
+    /// The operation the manifests are submitted with.
+    #[arg(long, value_enum, default_value_t = Operation::Create)]
+    pub operation: Operation,
+    /// The moment to decide at (RFC 3339), e.g. to replay a change window or a grant's end.
+    #[arg(long)]
+    pub at: Option<jiff::Timestamp>,
+    /// A YAML file of AccessRequests to decide with.
+    #[arg(long)]
+    pub grants: Option<PathBuf>,
+    /// Which webhook to simulate: `mutate` also shows the patch.
+    #[arg(long, value_enum, default_value_t = WebhookArg::Validate)]
+    pub webhook: WebhookArg,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// For each finding, show the package and rule that produced it; also the grant
+    /// check, would-deny findings of audit-mode packages and the patch.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WebhookArg {
+    Validate,
+    Mutate,
+}
+
+pub fn run(args: &DryRunArgs) -> ExitCode {
+    match decide_all(args) {
+        Ok(results) => {
+            print(args, &results);
+            if results.iter().any(|(_, r)| !r.decision.allowed) {
+                ExitCode::from(exit::FAILED)
+            } else {
+                ExitCode::from(exit::OK)
+            }
+        }
+        Err(message) => {
+            eprintln!("jitguard dry-run: {message}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+type Results = Vec<(manifest::Item, Reviewed)>;
+
+/// Errors here are "nothing was decided" (exit 2) and name the file and line.
+fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
+    let set = PolicySet::load(&args.policies, EvalOptions::default()).map_err(|e| e.to_string())?;
+    let grants = match &args.grants {
+        Some(path) => {
+            let store = GrantStore::empty_synced();
+            store.replace(crate::grant::watch::load_file(path).map_err(|e| e.to_string())?);
+            store
+        }
+        None => GrantStore::empty_synced(),
+    };
+    let requester = Requester {
+        user: args.user.clone(),
+        groups: args.groups.clone(),
+        operation: args.operation,
+    };
+    let items = manifest::load(&args.files, &requester).map_err(|e| e.to_string())?;
+    let mut worker = Worker::new(Reviewer {
+        policies: Arc::new(ArcSwap::from_pointee(set)),
+        grants,
+        options: Options {
+            enforcement: None,
+            on_error: OnError::Deny,
+        },
+        audit: Audit::disabled(),
+        metrics: Metrics::new().map_err(|e| e.to_string())?,
+    });
+    let now = args.at.unwrap_or_else(jiff::Timestamp::now);
+    let webhook = match args.webhook {
+        WebhookArg::Validate => Webhook::Validate,
+        WebhookArg::Mutate => Webhook::Mutate,
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let reviewed = worker
+                .review(&item.body, webhook, now, Instant::now())
+                .map_err(|e| format!("{}: not a valid AdmissionReview: {e}", item.source))?;
+            Ok((item, reviewed))
+        })
+        .collect()
+}
+
+fn print(args: &DryRunArgs, results: &Results) {
+    match args.output {
+        Output::Json => {
+            let out: Vec<_> = results
+                .iter()
+                .map(|(item, r)| {
+                    json!({
+                        "source": item.source,
+                        "object": item.label,
+                        "decision": r.decision.verdict,
+                        "allowed": r.decision.allowed,
+                        "message": r.decision.message,
+                        "warnings": r.decision.warnings,
+                        "findings": r.evaluation.packages.iter().flat_map(|p| p.findings.iter().map(move |f| json!({
+                            "package": p.package, "rule": f.rule, "msg": f.msg, "enforcement": p.enforcement,
+                        }))).collect::<Vec<_>>(),
+                        "errors": r.decision.errors,
+                        "grant": r.decision.grant,
+                        "patch": r.decision.patch,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        Output::Text => {
+            for (item, r) in results {
+                let d = &r.decision;
+                let verdict = match d.verdict {
+                    Verdict::Allow => "ALLOW",
+                    Verdict::Warn => "WARN ",
+                    Verdict::Deny => "DENY ",
+                };
+                println!("{verdict} {}  ({})", item.label, item.source);
+                for pkg in &r.evaluation.packages {
+                    for f in &pkg.findings {
+                        if args.explain {
+                            println!(
+                                "      package {} rule {} ({:?}): {}",
+                                pkg.package,
+                                f.rule.name(),
+                                pkg.enforcement,
+                                f.msg
+                            );
+                        } else if !matches!(f.rule, crate::policy::RuleKind::Warn) {
+                            println!("      [{}] {}: {}", pkg.package, f.rule.name(), f.msg);
+                        }
+                    }
+                }
+                for e in &d.errors {
+                    println!("      error: {e}");
+                }
+                for w in &d.warnings {
+                    println!("      warning: {w}");
+                }
+                if !d.allowed {
+                    if let Some(grant_line) = d
+                        .message
+                        .lines()
+                        .skip_while(|l| !l.contains("just-in-time grant"))
+                        .nth(1)
+                    {
+                        println!("      to get access: {}", grant_line.trim());
+                    }
+                }
+                if args.explain {
+                    if let Some(g) = &d.grant {
+                        println!(
+                            "      allowed by grant {} (expires {})",
+                            g.name, g.expires_at
+                        );
+                    }
+                    for op in &d.patch {
+                        println!(
+                            "      patch: {}",
+                            serde_json::to_string(op).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

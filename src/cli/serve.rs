@@ -1,0 +1,428 @@
+//! `jitguard serve`: wire the parts together and run until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::Args;
+use tokio::sync::watch;
+
+use crate::audit::Audit;
+use crate::decision::{OnError, Options};
+use crate::grant::watch::{run_cluster, FileSource};
+use crate::grant::GrantStore;
+use crate::metrics::Metrics;
+use crate::policy::{Enforcement, EvalOptions, PolicySet, Sources};
+use crate::pool::Pool;
+use crate::reload::Poller;
+use crate::review::Reviewer;
+use crate::server::{self, tls, AppState, Health};
+
+/// Where `--dev` keeps its generated certificate (git-ignored).
+const DEV_DIR: &str = ".jitguard-dev";
+const DEV_GRANTS: &str = "manifests/dev/grants.yaml";
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Local first run: 127.0.0.1:8443, ./policies, the dev grants file, and a
+    /// self-signed certificate generated under .jitguard-dev/. No cluster needed.
+    #[arg(long)]
+    pub dev: bool,
+    /// HTTPS address of the webhook [default: 0.0.0.0:8443; --dev: 127.0.0.1:8443]
+    #[arg(long, env = "JITGUARD_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics; `off` to disable
+    /// [default: 0.0.0.0:9090; --dev: 127.0.0.1:9090]
+    #[arg(long, env = "JITGUARD_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Policy folder (*.rego, data.json/data.yaml), watched for changes
+    /// [default: /etc/jitguard/policies; --dev: policies]
+    #[arg(long, env = "JITGUARD_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// PEM certificate chain [default: /etc/jitguard/tls/tls.crt], re-read on change
+    #[arg(long, env = "JITGUARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key [default: /etc/jitguard/tls/tls.key], re-read on change
+    #[arg(long, env = "JITGUARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (the API server's, mTLS).
+    #[arg(long, env = "JITGUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// A YAML file of AccessRequests instead of watching the cluster (re-read on change).
+    #[arg(long, env = "JITGUARD_GRANTS")]
+    pub grants: Option<PathBuf>,
+    /// After the AccessRequest watch has been broken this long, require_grant fails
+    /// closed and /readyz fails.
+    #[arg(long, env = "JITGUARD_GRANTS_STALE_AFTER", default_value = "60s", value_parser = duration)]
+    pub grants_stale_after: Duration,
+    /// Run every package as if it set this enforcement (`audit` to roll out safely).
+    #[arg(long, env = "JITGUARD_ENFORCEMENT", value_parser = enforcement)]
+    pub enforcement: Option<Enforcement>,
+    /// When a policy cannot decide (runtime error, time-out): deny (fail closed) or allow.
+    #[arg(long, env = "JITGUARD_ON_ERROR", value_enum, default_value_t = OnError::Deny)]
+    pub on_error: OnError,
+    /// Budget of one policy evaluation.
+    #[arg(long, env = "JITGUARD_EVAL_TIMEOUT", default_value = "250ms", value_parser = duration)]
+    pub eval_timeout: Duration,
+    /// Evaluation worker threads [default: number of CPUs].
+    #[arg(long, env = "JITGUARD_WORKERS")]
+    pub workers: Option<usize>,
+    /// Requests that may wait for a worker; beyond it the answer is a fast 503.
+    #[arg(long, env = "JITGUARD_QUEUE", default_value_t = 256)]
+    pub queue: usize,
+    /// Largest accepted body (the API server sends up to ~3 MiB per object, twice on UPDATE).
+    #[arg(long, env = "JITGUARD_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How often policies, grants file and certificate are checked for changes.
+    #[arg(long, env = "JITGUARD_RELOAD_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub reload_interval: Duration,
+    /// On SIGTERM, time between failing readiness and closing the listener.
+    #[arg(long, env = "JITGUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// Longest wait for in-flight requests after the listener closes.
+    #[arg(long, env = "JITGUARD_DRAIN_TIMEOUT", default_value = "20s", value_parser = duration)]
+    pub drain_timeout: Duration,
+    /// Also append audit records to this file as JSON lines.
+    #[arg(long, env = "JITGUARD_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    server::parse_go_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 250ms, 5s or 1m"))
+}
+
+fn enforcement(s: &str) -> Result<Enforcement, String> {
+    match s {
+        "deny" => Ok(Enforcement::Deny),
+        "warn" => Ok(Enforcement::Warn),
+        "audit" => Ok(Enforcement::Audit),
+        _ => Err("expected deny, warn or audit".into()),
+    }
+}
+
+/// Flags with their defaults applied.
+struct Config {
+    args: ServeArgs,
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    policies: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    grants: Option<PathBuf>,
+}
+
+impl Config {
+    fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let dev = args.dev;
+        let addr = args.addr.unwrap_or_else(|| {
+            if dev {
+                SocketAddr::from(([127, 0, 0, 1], 8443))
+            } else {
+                SocketAddr::from(([0, 0, 0, 0], 8443))
+            }
+        });
+        let metrics_addr = match args.metrics_addr.as_deref() {
+            Some("off" | "") => None,
+            Some(a) => Some(
+                a.parse()
+                    .with_context(|| format!("--metrics-addr {a:?} is not HOST:PORT or off"))?,
+            ),
+            None if dev => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
+        };
+        let policies = args.policies.clone().unwrap_or_else(|| {
+            if dev {
+                super::default_policies()
+            } else {
+                PathBuf::from("/etc/jitguard/policies")
+            }
+        });
+        let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            (None, None) if dev => {
+                let dir = Path::new(DEV_DIR);
+                if !dir.join(crate::certs::SERVING_CERT).exists() {
+                    crate::certs::issue(dir, &["localhost".into(), "127.0.0.1".into()], false)
+                        .context("generating the development certificate")?;
+                }
+                (
+                    dir.join(crate::certs::SERVING_CERT),
+                    dir.join(crate::certs::SERVING_KEY),
+                )
+            }
+            (None, None) => (
+                PathBuf::from("/etc/jitguard/tls/tls.crt"),
+                PathBuf::from("/etc/jitguard/tls/tls.key"),
+            ),
+            _ => anyhow::bail!(
+                "--tls-cert and --tls-key go together: give both, or neither with --dev"
+            ),
+        };
+        let grants = args
+            .grants
+            .clone()
+            .or_else(|| dev.then(|| PathBuf::from(DEV_GRANTS)));
+        Ok(Self {
+            addr,
+            metrics_addr,
+            policies,
+            cert,
+            key,
+            grants,
+            args,
+        })
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jitguard-io")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let args = &config.args;
+    let metrics = Metrics::new().context("registering metrics")?;
+    let (audit, _audit_writer) = match &args.audit_file {
+        Some(path) => {
+            let (audit, writer) = Audit::with_file(path, metrics.clone())
+                .with_context(|| format!("opening the audit file {}", path.display()))?;
+            (audit, Some(writer))
+        }
+        None => (Audit::disabled(), None),
+    };
+
+    let pair = tls::load_pair(&config.cert, &config.key)?;
+    let resolver = tls::ReloadingCert::new(pair);
+    let tls_config = tls::server_config(resolver.clone(), args.client_ca.as_deref())?;
+    let _tls_watch = tls::watch(
+        resolver,
+        config.cert.clone(),
+        config.key.clone(),
+        args.reload_interval,
+        metrics.clone(),
+    )?;
+
+    let eval = EvalOptions {
+        budget: args.eval_timeout,
+    };
+    let set = PolicySet::load(&config.policies, eval)
+        .with_context(|| format!("loading policies from {}", config.policies.display()))?;
+    tracing::info!(packages = ?set.package_names(), "policies loaded");
+    metrics.policies_loaded.set(set.packages().len() as i64);
+    let policies = Arc::new(ArcSwap::from_pointee(set));
+    let _policy_watch = watch_policies(
+        config.policies.clone(),
+        policies.clone(),
+        eval,
+        args.reload_interval,
+        metrics.clone(),
+    )?;
+
+    let grants = GrantStore::new(args.grants_stale_after);
+    let health = Health::new(grants.clone());
+    health.set_policies_loaded();
+    let _grants_watch = match &config.grants {
+        Some(path) => {
+            let mut source =
+                FileSource::new(path.clone(), grants.clone(), audit.clone(), metrics.clone());
+            source
+                .poll()
+                .with_context(|| format!("loading grants from {}", path.display()))?;
+            Some(Poller::spawn(
+                "grants-reload",
+                args.reload_interval,
+                move || {
+                    let _ = source.poll();
+                },
+            )?)
+        }
+        None => {
+            let client = kube::Client::try_default().await.context(
+                "no --grants file was given and no cluster is reachable to watch AccessRequests (in-cluster config or KUBECONFIG); pass --grants FILE to run without a cluster",
+            )?;
+            tokio::spawn(run_cluster(
+                client,
+                grants.clone(),
+                audit.clone(),
+                metrics.clone(),
+            ));
+            None
+        }
+    };
+
+    let reviewer = Reviewer {
+        policies,
+        grants,
+        options: Options {
+            enforcement: args.enforcement,
+            on_error: args.on_error,
+        },
+        audit,
+        metrics: metrics.clone(),
+    };
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2)
+    });
+    let pool = Arc::new(
+        Pool::start(reviewer, workers, args.queue).context("starting evaluation workers")?,
+    );
+    let state = AppState {
+        pool,
+        health: health.clone(),
+        metrics,
+        body_limit: args.max_body_bytes,
+        on_error: args.on_error,
+    };
+
+    let listener = server::bind(config.addr, "the webhook (--addr)").await?;
+    let local = listener.local_addr()?;
+    let ops = match config.metrics_addr {
+        Some(addr) => {
+            let l = server::bind(addr, "health and metrics (--metrics-addr)").await?;
+            tracing::info!(addr = %l.local_addr()?, "serving /healthz, /readyz and /metrics over plain HTTP");
+            Some(l)
+        }
+        None => None,
+    };
+    tracing::info!(addr = %local, workers, "serving admission webhooks over TLS");
+    if args.dev {
+        print_dev_banner(local);
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let webhook = tokio::spawn(server::serve_tls(
+        listener,
+        tls_config,
+        server::app(state.clone()),
+        stop_rx.clone(),
+        args.drain_timeout,
+    ));
+    let ops = ops.map(|l| {
+        tokio::spawn(server::serve_plain(
+            l,
+            server::ops_app(state.clone()),
+            stop_rx,
+        ))
+    });
+
+    shutdown_signal().await;
+    health.set_shutting_down();
+    tracing::info!(
+        delay_ms = args.shutdown_delay.as_millis() as u64,
+        "shutting down: readiness fails now, the listener closes after the delay"
+    );
+    tokio::time::sleep(args.shutdown_delay).await;
+    let _ = stop_tx.send(true);
+    let _ = webhook.await;
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Recompiles the policy folder off to the side when it changes and swaps it in; a change
+/// that does not compile is refused (logged with file:line:col, counted) and the last good
+/// policies keep serving.
+fn watch_policies(
+    dir: PathBuf,
+    policies: Arc<ArcSwap<PolicySet>>,
+    eval: EvalOptions,
+    interval: Duration,
+    metrics: Metrics,
+) -> std::io::Result<Poller> {
+    let mut refused: Option<u64> = None;
+    let mut last_read_error = String::new();
+    Poller::spawn("policy-reload", interval, move || {
+        let sources = match Sources::read(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.to_string();
+                if message != last_read_error {
+                    metrics.policy_reloads.with_label_values(&["error"]).inc();
+                    tracing::error!(error = %message, "cannot read the policy folder; the last good policies keep serving");
+                    last_read_error = message;
+                }
+                return;
+            }
+        };
+        last_read_error.clear();
+        if sources.digest == policies.load().digest() || refused == Some(sources.digest) {
+            return;
+        }
+        match PolicySet::compile(&sources, eval) {
+            Ok(set) => {
+                refused = None;
+                tracing::info!(generation = set.generation(), packages = ?set.package_names(), "policies reloaded");
+                metrics.policies_loaded.set(set.packages().len() as i64);
+                metrics.policy_reloads.with_label_values(&["success"]).inc();
+                policies.store(Arc::new(set));
+            }
+            Err(e) => {
+                refused = Some(sources.digest);
+                metrics.policy_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "policy change refused; the last good policies keep serving");
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_dev_banner(addr: SocketAddr) {
+    let ca = Path::new(DEV_DIR).join(crate::certs::CA_CERT);
+    let url = format!("https://{addr}");
+    let curl = |fixture: &str| {
+        format!(
+            "curl --cacert {} -H 'Content-Type: application/json' --data @{fixture} {url}/validate",
+            ca.display()
+        )
+    };
+    println!("\njitguard is serving {url} (development mode: shipped policies, {DEV_GRANTS}, a self-signed certificate)");
+    for (what, fixture) in [
+        (
+            "allowed (a plain Pod in a dev namespace)",
+            "tests/fixtures/admission/pod-create-dev.json",
+        ),
+        (
+            "denied (kubectl exec into a pod in prod, no grant)",
+            "tests/fixtures/admission/pod-exec-prod.json",
+        ),
+    ] {
+        if Path::new(fixture).exists() {
+            println!("  {what}:\n    {}", curl(fixture));
+        }
+    }
+    println!("  health: curl http://127.0.0.1:9090/readyz    metrics: curl http://127.0.0.1:9090/metrics\n");
+}

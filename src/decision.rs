@@ -1,0 +1,529 @@
+//! The decision: a pure function from what the policies found and what grants cover to
+//! allow / deny / warn / patch. No I/O, no clock, no Kubernetes client: everything it
+//! needs is passed in, so the server, `dry-run` and `verify` decide identically.
+
+use std::fmt::Write as _;
+
+use crate::policy::{Enforcement, Evaluation, RuleKind};
+
+/// Kubernetes shows at most this many characters of a warning without truncating it.
+pub const WARNING_LIMIT: usize = 120;
+
+/// Which endpoint asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Webhook {
+    Validate,
+    Mutate,
+}
+
+impl Webhook {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Validate => "validate",
+            Self::Mutate => "mutate",
+        }
+    }
+}
+
+/// What to do when a package cannot decide (runtime error, time-out, broken contract).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail closed: deny, with the error in the message.
+    #[default]
+    Deny,
+    /// Fail open: allow, with a warning.
+    Allow,
+}
+
+/// Server-wide settings that shape every decision.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `--enforcement audit|warn`: every package behaves as if it set that mode.
+    pub enforcement: Option<Enforcement>,
+    pub on_error: OnError,
+}
+
+/// Whether a live grant covers this request (computed by the grant module).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GrantCheck {
+    /// A live grant of the requester covers the request.
+    Covered(GrantUse),
+    /// None does; `request` is the `kubectl jit request ...` line that would ask for one.
+    NotCovered { request: String },
+    /// The grant cache cannot be trusted (its source has been broken too long).
+    Stale { reason: String },
+}
+
+/// The grant that allowed a request.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct GrantUse {
+    pub name: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub break_glass: bool,
+}
+
+/// The outcome label used in metrics, audit records and dry-run output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Warn,
+    Deny,
+}
+
+impl Verdict {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Warn => "warn",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub verdict: Verdict,
+    /// Why it was denied; empty when allowed.
+    pub message: String,
+    pub warnings: Vec<String>,
+    /// JSON Patch for `/mutate`; always empty for `/validate`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patch: Vec<json_patch::PatchOperation>,
+    /// The grant that satisfied the require_grant findings, if any were raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantUse>,
+    /// Findings of packages in audit/warn mode that would have denied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_deny: Vec<String>,
+    /// Packages that could not decide, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// Combines findings:
+/// any enforced deny → denied (the message lists every finding with its package);
+/// else an enforced require_grant not covered by a live grant → denied, with the command
+/// that requests the grant; else allowed, with warnings and (on `/mutate`) patches.
+pub fn decide(
+    evaluation: &Evaluation,
+    grant: &GrantCheck,
+    webhook: Webhook,
+    object: Option<&serde_json::Value>,
+    options: Options,
+) -> Decision {
+    let mut denies = Vec::new();
+    let mut needs_grant = Vec::new();
+    let mut warnings = Vec::new();
+    let mut would_deny = Vec::new();
+    let mut errors = Vec::new();
+    let mut patch = Vec::new();
+
+    for pkg in &evaluation.packages {
+        let mode = options.enforcement.unwrap_or(pkg.enforcement);
+        if let Some(error) = &pkg.error {
+            let line = format!("[{}] policy error: {error}", pkg.package);
+            errors.push(line.clone());
+            match options.on_error {
+                OnError::Deny => denies.push(line),
+                OnError::Allow => warnings.push(format!(
+                    "policy {} failed and was skipped (--on-error allow)",
+                    pkg.package
+                )),
+            }
+            continue;
+        }
+        for finding in &pkg.findings {
+            let line = format!("[{}] {}", pkg.package, finding.msg);
+            match finding.rule {
+                RuleKind::Deny | RuleKind::Violation if mode.enforced() => denies.push(line),
+                RuleKind::RequireGrant if mode.enforced() => needs_grant.push(line),
+                RuleKind::Deny | RuleKind::Violation | RuleKind::RequireGrant => {
+                    warnings.push(format!("would deny ({}): {}", mode_name(mode), finding.msg));
+                    would_deny.push(line);
+                }
+                RuleKind::Warn => warnings.push(finding.msg.clone()),
+                RuleKind::Patch => {}
+            }
+        }
+        if webhook == Webhook::Mutate {
+            patch.extend(pkg.patch.iter().cloned());
+        }
+    }
+
+    let mut grant_used = None;
+    let mut grant_denial = None;
+    if !needs_grant.is_empty() {
+        match grant {
+            GrantCheck::Covered(used) => {
+                if used.break_glass {
+                    warnings.push(format!(
+                        "allowed by break-glass grant {}: this use is audited and will be reviewed",
+                        used.name
+                    ));
+                }
+                grant_used = Some(used.clone());
+            }
+            GrantCheck::NotCovered { request } => {
+                grant_denial = Some(format!(
+                    "a just-in-time grant is required and none of yours covers this request; ask for one with:\n  {request}"
+                ));
+            }
+            GrantCheck::Stale { reason } => {
+                grant_denial = Some(format!(
+                    "a just-in-time grant is required, but the grant cache is stale ({reason}), so grants cannot be trusted: denied until it recovers"
+                ));
+            }
+        }
+    }
+
+    if webhook == Webhook::Mutate {
+        if let Some(used) = &grant_used {
+            patch.extend(provenance_patch(object, used));
+        }
+        if !patch.is_empty() {
+            if let Err(e) = check_patch(object, &patch) {
+                let line = format!("[patch] {e}");
+                errors.push(line.clone());
+                patch.clear();
+                match options.on_error {
+                    OnError::Deny => denies.push(line),
+                    OnError::Allow => warnings.push(
+                        "the policies' patch did not apply and was dropped (--on-error allow)"
+                            .to_string(),
+                    ),
+                }
+            }
+        }
+    }
+
+    let warnings = warnings
+        .iter()
+        .map(|w| truncate(w, WARNING_LIMIT))
+        .collect();
+    if !denies.is_empty() || grant_denial.is_some() {
+        let mut message = String::from("jitguard denied the request:");
+        for line in denies.iter().chain(&needs_grant) {
+            let _ = write!(message, "\n- {line}");
+        }
+        if let Some(grant_denial) = grant_denial {
+            let _ = write!(message, "\n{grant_denial}");
+        }
+        return Decision {
+            allowed: false,
+            verdict: Verdict::Deny,
+            message,
+            warnings,
+            patch: Vec::new(),
+            grant: None,
+            would_deny,
+            errors,
+        };
+    }
+    let verdict = if warnings.is_empty() {
+        Verdict::Allow
+    } else {
+        Verdict::Warn
+    };
+    Decision {
+        allowed: true,
+        verdict,
+        message: String::new(),
+        warnings,
+        patch,
+        grant: grant_used,
+        would_deny,
+        errors,
+    }
+}
+
+/// Whether any package raised an enforced require_grant: the grant lookup's coverage
+/// check is only needed then.
+pub fn needs_grant(evaluation: &Evaluation, options: Options) -> bool {
+    evaluation.packages.iter().any(|p| {
+        p.error.is_none()
+            && options.enforcement.unwrap_or(p.enforcement).enforced()
+            && p.of_kind(RuleKind::RequireGrant).next().is_some()
+    })
+}
+
+const fn mode_name(mode: Enforcement) -> &'static str {
+    match mode {
+        Enforcement::Deny => "deny",
+        Enforcement::Warn => "warn",
+        Enforcement::Audit => "audit",
+    }
+}
+
+/// Label and annotate what a grant creates or changes, so that the reaper can remove
+/// temporary objects when the grant ends (approval issue) and readers can see why an
+/// object exists.
+fn provenance_patch(
+    object: Option<&serde_json::Value>,
+    grant: &GrantUse,
+) -> Vec<json_patch::PatchOperation> {
+    let Some(metadata) = object.and_then(|o| o.get("metadata")) else {
+        return Vec::new();
+    };
+    let mut ops = Vec::new();
+    for (field, key, value) in [
+        ("labels", "jitguard.dev~1grant", grant.name.as_str()),
+        (
+            "annotations",
+            "jitguard.dev~1expires-at",
+            grant.expires_at.as_str(),
+        ),
+    ] {
+        let op = if metadata.get(field).is_some_and(|m| m.is_object()) {
+            serde_json::json!({"op": "add", "path": format!("/metadata/{field}/{key}"), "value": value})
+        } else {
+            let key = key.replace("~1", "/");
+            serde_json::json!({"op": "add", "path": format!("/metadata/{field}"), "value": {key: value}})
+        };
+        if let Ok(op) = serde_json::from_value(op) {
+            ops.push(op);
+        }
+    }
+    ops
+}
+
+/// A patch that does not apply to the object is an error, not a silent skip: the API
+/// server would reject it anyway, with a message that helps nobody.
+fn check_patch(
+    object: Option<&serde_json::Value>,
+    ops: &[json_patch::PatchOperation],
+) -> Result<(), String> {
+    let Some(object) = object else {
+        return Err("the policies produced a patch, but the request has no object to patch".into());
+    };
+    let mut copy = object.clone();
+    json_patch::patch(&mut copy, ops)
+        .map_err(|e| format!("the policies' patch does not apply to the object: {e}"))
+}
+
+/// Cuts to at most `limit` characters (not bytes), marking the cut.
+pub fn truncate(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+    use crate::policy::{Finding, PackageResult};
+    use std::sync::Arc;
+
+    fn pkg(name: &str, findings: &[(RuleKind, &str)]) -> PackageResult {
+        PackageResult {
+            package: Arc::from(name),
+            enforcement: Enforcement::Deny,
+            findings: findings
+                .iter()
+                .map(|(rule, msg)| Finding {
+                    rule: *rule,
+                    msg: (*msg).to_string(),
+                    details: None,
+                })
+                .collect(),
+            patch: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn not_covered() -> GrantCheck {
+        GrantCheck::NotCovered {
+            request: "kubectl jit request --namespace prod".into(),
+        }
+    }
+
+    fn run(packages: Vec<PackageResult>, grant: &GrantCheck) -> Decision {
+        decide(
+            &Evaluation { packages },
+            grant,
+            Webhook::Validate,
+            None,
+            Options::default(),
+        )
+    }
+
+    #[test]
+    fn a_deny_anywhere_denies_and_lists_every_finding_with_its_package() {
+        let d = run(
+            vec![
+                pkg("a", &[(RuleKind::Deny, "one")]),
+                pkg("b", &[(RuleKind::Violation, "two"), (RuleKind::Warn, "w")]),
+            ],
+            &not_covered(),
+        );
+        assert!(!d.allowed);
+        assert!(
+            d.message.contains("[a] one") && d.message.contains("[b] two"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.warnings, vec!["w"]);
+    }
+
+    #[test]
+    fn require_grant_denies_with_the_request_command_unless_covered() {
+        let p = || {
+            vec![pkg(
+                "ingress",
+                &[(RuleKind::RequireGrant, "ingress changes need a grant")],
+            )]
+        };
+        let d = run(p(), &not_covered());
+        assert!(!d.allowed);
+        assert!(
+            d.message.contains("kubectl jit request --namespace prod"),
+            "{}",
+            d.message
+        );
+        let used = GrantUse {
+            name: "g1".into(),
+            expires_at: "2030-01-01T00:00:00Z".into(),
+            break_glass: false,
+        };
+        let d = run(p(), &GrantCheck::Covered(used.clone()));
+        assert!(d.allowed);
+        assert_eq!(d.grant, Some(used));
+        let d = run(
+            p(),
+            &GrantCheck::Stale {
+                reason: "watch down 90s".into(),
+            },
+        );
+        assert!(!d.allowed && d.message.contains("stale"), "{}", d.message);
+    }
+
+    #[test]
+    fn audit_mode_turns_denials_into_warnings() {
+        let mut p = pkg(
+            "new",
+            &[
+                (RuleKind::Deny, "would block"),
+                (RuleKind::RequireGrant, "g"),
+            ],
+        );
+        p.enforcement = Enforcement::Audit;
+        let d = run(vec![p.clone()], &not_covered());
+        assert!(d.allowed);
+        assert_eq!(d.verdict, Verdict::Warn);
+        assert_eq!(d.would_deny.len(), 2);
+        assert!(d.warnings[0].starts_with("would deny (audit)"));
+        // And the global switch does it for every package.
+        p.enforcement = Enforcement::Deny;
+        let d = decide(
+            &Evaluation { packages: vec![p] },
+            &not_covered(),
+            Webhook::Validate,
+            None,
+            Options {
+                enforcement: Some(Enforcement::Audit),
+                ..Options::default()
+            },
+        );
+        assert!(d.allowed);
+    }
+
+    #[test]
+    fn errors_fail_closed_unless_told_to_fail_open() {
+        let mut p = pkg("broken", &[]);
+        p.error = Some("boom".into());
+        let d = run(vec![p.clone()], &not_covered());
+        assert!(!d.allowed && d.message.contains("[broken] policy error: boom"));
+        let d = decide(
+            &Evaluation { packages: vec![p] },
+            &not_covered(),
+            Webhook::Validate,
+            None,
+            Options {
+                on_error: OnError::Allow,
+                ..Options::default()
+            },
+        );
+        assert!(d.allowed && d.errors.len() == 1 && !d.warnings.is_empty());
+    }
+
+    #[test]
+    fn patches_only_on_mutate_and_only_if_they_apply() {
+        let mut p = pkg("m", &[]);
+        p.patch = vec![serde_json::from_value(
+            serde_json::json!({"op": "add", "path": "/metadata/labels/x", "value": "y"}),
+        )
+        .unwrap()];
+        let ev = Evaluation { packages: vec![p] };
+        let obj = serde_json::json!({"metadata": {"labels": {}}});
+        let v = decide(
+            &ev,
+            &not_covered(),
+            Webhook::Validate,
+            Some(&obj),
+            Options::default(),
+        );
+        assert!(v.patch.is_empty());
+        let m = decide(
+            &ev,
+            &not_covered(),
+            Webhook::Mutate,
+            Some(&obj),
+            Options::default(),
+        );
+        assert_eq!(m.patch.len(), 1);
+        let no_labels = serde_json::json!({"metadata": {}});
+        let m = decide(
+            &ev,
+            &not_covered(),
+            Webhook::Mutate,
+            Some(&no_labels),
+            Options::default(),
+        );
+        assert!(
+            !m.allowed && m.message.contains("does not apply"),
+            "{}",
+            m.message
+        );
+    }
+
+    #[test]
+    fn grant_provenance_is_added_on_mutate() {
+        let ev = Evaluation {
+            packages: vec![pkg("np", &[(RuleKind::RequireGrant, "g")])],
+        };
+        let used = GrantCheck::Covered(GrantUse {
+            name: "alice-np".into(),
+            expires_at: "2030-01-01T00:00:00Z".into(),
+            break_glass: false,
+        });
+        let mut obj = serde_json::json!({"metadata": {"name": "x"}});
+        let d = decide(&ev, &used, Webhook::Mutate, Some(&obj), Options::default());
+        json_patch::patch(&mut obj, &d.patch).unwrap();
+        assert_eq!(obj["metadata"]["labels"]["jitguard.dev/grant"], "alice-np");
+        assert_eq!(
+            obj["metadata"]["annotations"]["jitguard.dev/expires-at"],
+            "2030-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn warnings_are_cut_to_120_characters_on_char_boundaries() {
+        let long = "é".repeat(300);
+        let t = truncate(&long, WARNING_LIMIT);
+        assert_eq!(t.chars().count(), WARNING_LIMIT);
+        assert!(t.ends_with('…'));
+    }
+}

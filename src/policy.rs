@@ -1,0 +1,731 @@
+//! Policies: a folder of Rego modules and data documents, compiled once into an immutable
+//! [`PolicySet`] snapshot. The server swaps snapshots atomically on reload; every eval
+//! worker clones the snapshot's prepared engine once and reuses it for every request.
+//!
+//! The policy contract (see README "Writing policies"): every package may define the
+//! multi-value rules `deny`, `violation` (Gatekeeper alias of deny), `require_grant`, `warn`
+//! and `patch`, and the single-value rule `enforcement`. jitguard collects them from every
+//! package in one evaluation of a generated aggregate module.
+
+pub mod source;
+pub mod testing;
+
+use std::fmt::Write as _;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::{Engine, Value};
+
+pub use source::{LoadError, Sources};
+
+/// Multi-value rules of the contract, in the order they are reported.
+const FINDING_RULES: [RuleKind; 5] = [
+    RuleKind::Deny,
+    RuleKind::Violation,
+    RuleKind::RequireGrant,
+    RuleKind::Warn,
+    RuleKind::Patch,
+];
+
+/// The generated package that gathers every package's contract rules in one evaluation.
+/// Reserved: user packages may not use it.
+const AGGREGATE_PACKAGE: &str = "__jitguard";
+const AGGREGATE_RULE: &str = "data.__jitguard.findings";
+
+/// Which contract rule produced a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    Deny,
+    Violation,
+    RequireGrant,
+    Warn,
+    Patch,
+}
+
+impl RuleKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Violation => "violation",
+            Self::RequireGrant => "require_grant",
+            Self::Warn => "warn",
+            Self::Patch => "patch",
+        }
+    }
+}
+
+/// How a package's deny and require_grant findings take effect (Gatekeeper's
+/// enforcementAction, Kyverno's validationFailureAction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Findings deny the request.
+    #[default]
+    Deny,
+    /// Findings are logged as would-deny and returned as warnings; nothing is enforced.
+    Warn,
+    /// As `warn`: the rollout mode for a new policy, recorded as `audit`.
+    Audit,
+}
+
+impl Enforcement {
+    pub const fn enforced(self) -> bool {
+        matches!(self, Self::Deny)
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "deny" | "enforce" => Some(Self::Deny),
+            "warn" => Some(Self::Warn),
+            "audit" | "dryrun" => Some(Self::Audit),
+            _ => None,
+        }
+    }
+}
+
+/// One message from a contract rule. Rules may yield a string, or an object with a string
+/// `msg` (Gatekeeper style) whose other fields are kept as `details`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub rule: RuleKind,
+    pub msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// Everything one package said about one request.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PackageResult {
+    pub package: Arc<str>,
+    pub enforcement: Enforcement,
+    pub findings: Vec<Finding>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patch: Vec<json_patch::PatchOperation>,
+    /// A runtime error, a time-out or a broken contract: the package could not decide.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PackageResult {
+    fn failed(package: Arc<str>, error: String) -> Self {
+        Self {
+            package,
+            enforcement: Enforcement::Deny,
+            findings: Vec::new(),
+            patch: Vec::new(),
+            error: Some(error),
+        }
+    }
+
+    pub fn of_kind(&self, kind: RuleKind) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.rule == kind)
+    }
+}
+
+/// The result of evaluating every package against one input.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub packages: Vec<PackageResult>,
+}
+
+/// A package found in the policy folder and the contract rules it declares.
+#[derive(Clone, Debug)]
+pub struct PackageInfo {
+    pub name: Arc<str>,
+    /// `data["a"]["b"]`: a reference that is valid whatever characters the path holds.
+    reference: String,
+    declares: Vec<&'static str>,
+}
+
+impl PackageInfo {
+    pub fn declares(&self, rule: &str) -> bool {
+        self.declares.contains(&rule)
+    }
+}
+
+/// Limits applied to every evaluation.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalOptions {
+    /// Wall-clock budget of one evaluation (regorus's cooperative execution timer).
+    pub budget: Duration,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            budget: Duration::from_millis(250),
+        }
+    }
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A compiled, immutable set of policies and data.
+pub struct PolicySet {
+    template: Engine,
+    packages: Vec<PackageInfo>,
+    generation: u64,
+    digest: u64,
+    files: usize,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("generation", &self.generation)
+            .field("packages", &self.package_names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicySet {
+    /// Reads and compiles the policy folder.
+    pub fn load(root: &std::path::Path, options: EvalOptions) -> Result<Self, LoadError> {
+        Self::compile(&Sources::read(root)?, options)
+    }
+
+    /// Compiles sources (tests excluded) into a snapshot ready to serve.
+    pub fn compile(sources: &Sources, options: EvalOptions) -> Result<Self, LoadError> {
+        let mut engine = new_engine(options);
+        for module in &sources.modules {
+            engine
+                .add_policy(module.display(), module.contents.clone())
+                .map_err(|e| LoadError::compile(&e))?;
+        }
+        sources.add_data(&mut engine)?;
+        let packages = discover_packages(&engine)?;
+        if packages.is_empty() {
+            return Err(LoadError::Empty(sources.root.clone()));
+        }
+        engine
+            .add_policy(
+                "<jitguard aggregate>".to_string(),
+                aggregate_module(&packages),
+            )
+            .map_err(|e| LoadError::compile(&e))?;
+        prepare(&mut engine)?;
+        check_functions(&engine)?;
+        Ok(Self {
+            template: engine,
+            packages,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            digest: sources.digest,
+            files: sources.modules.len(),
+        })
+    }
+
+    /// Unique per compiled snapshot: workers compare it to know when to re-clone.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Hash of the sources this set was compiled from: the reloader compares it.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    pub fn packages(&self) -> &[PackageInfo] {
+        &self.packages
+    }
+
+    pub fn package_names(&self) -> Vec<&str> {
+        self.packages.iter().map(|p| &*p.name).collect()
+    }
+
+    pub fn module_count(&self) -> usize {
+        self.files
+    }
+
+    /// A private engine for one worker thread. Cloning is paid once per snapshot and
+    /// thread, never per request (a fresh clone's first evaluation is much slower).
+    pub fn engine(self: &Arc<Self>) -> PolicyEngine {
+        PolicyEngine {
+            set: Arc::clone(self),
+            engine: self.template.clone(),
+        }
+    }
+}
+
+/// A worker's own evaluator over one snapshot.
+pub struct PolicyEngine {
+    set: Arc<PolicySet>,
+    engine: Engine,
+}
+
+impl PolicyEngine {
+    pub fn generation(&self) -> u64 {
+        self.set.generation
+    }
+
+    pub fn policy_set(&self) -> &Arc<PolicySet> {
+        &self.set
+    }
+
+    /// Evaluates every package. Never fails: a package that cannot decide carries an
+    /// error, which the decision turns into a deny (or an allow with `--on-error allow`).
+    pub fn evaluate(&mut self, input: &Value) -> Evaluation {
+        self.engine.set_input(input.clone());
+        match self.engine.eval_rule(AGGREGATE_RULE.to_string()) {
+            Ok(Value::Array(results)) if results.len() == self.set.packages.len() => Evaluation {
+                packages: self
+                    .set
+                    .packages
+                    .iter()
+                    .zip(results.iter())
+                    .map(|(pkg, value)| package_result(pkg, value))
+                    .collect(),
+            },
+            Ok(other) => self.evaluate_each(&format!("unexpected aggregate result {other}")),
+            // A time-out is not retried package by package: the budget is already spent,
+            // and the request must be answered within it.
+            Err(e) if is_time_limit(&e) => Evaluation {
+                packages: self
+                    .set
+                    .packages
+                    .iter()
+                    .map(|p| PackageResult::failed(p.name.clone(), time_limit_message(&e)))
+                    .collect(),
+            },
+            Err(e) => self.evaluate_each(&e.to_string()),
+        }
+    }
+
+    /// Slow path after the aggregate failed: evaluate package by package so the error is
+    /// attributed to the package that raised it and the others still decide.
+    fn evaluate_each(&mut self, aggregate_error: &str) -> Evaluation {
+        tracing::debug!(
+            error = aggregate_error,
+            "aggregate evaluation failed; evaluating packages one by one"
+        );
+        let packages = self
+            .set
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, pkg)| {
+                match self
+                    .engine
+                    .eval_rule(format!("data.{AGGREGATE_PACKAGE}.p{i}"))
+                {
+                    Ok(Value::Undefined) => PackageResult::failed(
+                        pkg.name.clone(),
+                        "a contract rule is undefined: deny, violation, require_grant, warn and patch must be multi-value rules (`deny contains msg if { ... }`)".to_string(),
+                    ),
+                    Ok(value) => package_result(pkg, &value),
+                    Err(e) if is_time_limit(&e) => {
+                        PackageResult::failed(pkg.name.clone(), time_limit_message(&e))
+                    }
+                    Err(e) => PackageResult::failed(pkg.name.clone(), one_line(&e.to_string())),
+                }
+            })
+            .collect();
+        Evaluation { packages }
+    }
+}
+
+fn new_engine(options: EvalOptions) -> Engine {
+    let mut engine = Engine::new();
+    // OPA's default: a builtin error makes the expression undefined rather than failing
+    // the whole query. The same files must decide the same way under both engines.
+    engine.set_strict_builtin_errors(false);
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: options.budget,
+        check_interval: NonZeroU32::MIN.saturating_add(31),
+    });
+    engine
+}
+
+/// Forces regorus to analyse and schedule every module now (unsafe variables, unknown
+/// functions, recursion...) so that such errors refuse the snapshot instead of surfacing
+/// on the first request. The query evaluates no policy rule.
+fn prepare(engine: &mut Engine) -> Result<(), LoadError> {
+    engine
+        .eval_query("true".to_string(), false)
+        .map(|_| ())
+        .map_err(|e| LoadError::compile(&e))
+}
+
+/// regorus's interpreter finds an unknown function only when it reaches the call, which
+/// may be on some request long after the reload succeeded (OPA refuses such a module at
+/// compile time). Its RVM compiler resolves every call up front: use it as a static
+/// check. Only unknown-function errors count; constructs the RVM does not support yet
+/// (`with`, some partial objects) are the interpreter's business, not errors.
+fn check_functions(engine: &Engine) -> Result<(), LoadError> {
+    use regorus::languages::rego::compiler::{Compiler, CompilerError};
+    let Ok(compiled) = engine
+        .clone()
+        .compile_with_entrypoint(&AGGREGATE_RULE.into())
+    else {
+        return Ok(());
+    };
+    match Compiler::compile_from_policy(&compiled, &[AGGREGATE_RULE]) {
+        Err(e)
+            if matches!(
+                e.error,
+                CompilerError::UnknownBuiltinFunction { .. }
+                    | CompilerError::UnknownFunction { .. }
+            ) =>
+        {
+            Err(LoadError::Compile(source::format_rego_error(
+                &e.to_string(),
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn discover_packages(engine: &Engine) -> Result<Vec<PackageInfo>, LoadError> {
+    let components = engine
+        .get_policy_package_components()
+        .map_err(|e| LoadError::compile(&e))?;
+    let mut packages: Vec<PackageInfo> = Vec::new();
+    for module in components {
+        if module.components.first().map(String::as_str) == Some(AGGREGATE_PACKAGE) {
+            return Err(LoadError::Contract(format!(
+                "{}: package {AGGREGATE_PACKAGE} is reserved for jitguard; rename the package",
+                module.source_file
+            )));
+        }
+        let name: Arc<str> = module.components.join(".").into();
+        let mut declared = Vec::new();
+        for rule in FINDING_RULES
+            .iter()
+            .map(|k| k.name())
+            .chain(std::iter::once("enforcement"))
+        {
+            let has = engine
+                .has_declared_rule_rooted_at(&module.source_file, rule)
+                .map_err(|e| LoadError::compile(&e))?;
+            if has {
+                declared.push(rule);
+            }
+        }
+        match packages.iter_mut().find(|p| p.name == name) {
+            Some(existing) => {
+                for rule in declared {
+                    if !existing.declares.contains(&rule) {
+                        existing.declares.push(rule);
+                    }
+                }
+            }
+            None => packages.push(PackageInfo {
+                reference: reference(&module.components),
+                name,
+                declares: declared,
+            }),
+        }
+    }
+    // Packages that declare no contract rule (libraries such as jitguard.lib) are not
+    // evaluated per request: they are only reached through the packages that use them.
+    packages.retain(|p| !p.declares.is_empty());
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(packages)
+}
+
+fn reference(components: &[String]) -> String {
+    let mut out = String::from("data");
+    for c in components {
+        // serde_json's string escaping is valid Rego string syntax.
+        let quoted = serde_json::to_string(c).unwrap_or_else(|_| format!("{c:?}"));
+        let _ = write!(out, "[{quoted}]");
+    }
+    out
+}
+
+/// The generated module: one object per package holding its contract rules, so that one
+/// evaluation answers for every package and per-package attribution stays possible.
+fn aggregate_module(packages: &[PackageInfo]) -> String {
+    let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n");
+    let names: Vec<String> = (0..packages.len()).map(|i| format!("p{i}")).collect();
+    let _ = writeln!(rego, "findings := [{}]\n", names.join(", "));
+    for (i, pkg) in packages.iter().enumerate() {
+        let mut fields = Vec::new();
+        for kind in FINDING_RULES {
+            if pkg.declares(kind.name()) {
+                fields.push(format!(
+                    "\"{}\": {}[\"{}\"]",
+                    kind.name(),
+                    pkg.reference,
+                    kind.name()
+                ));
+            }
+        }
+        if pkg.declares("enforcement") {
+            fields.push(format!("\"enforcement\": e{i}"));
+            let _ = writeln!(rego, "default e{i} := \"deny\"");
+            let _ = writeln!(rego, "e{i} := {}[\"enforcement\"]", pkg.reference);
+        }
+        let _ = writeln!(rego, "p{i} := {{{}}}\n", fields.join(", "));
+    }
+    rego
+}
+
+fn package_result(pkg: &PackageInfo, value: &Value) -> PackageResult {
+    match parse_package_value(value) {
+        Ok((enforcement, findings, patch)) => PackageResult {
+            package: pkg.name.clone(),
+            enforcement,
+            findings,
+            patch,
+            error: None,
+        },
+        Err(message) => PackageResult::failed(pkg.name.clone(), message),
+    }
+}
+
+type Parsed = (Enforcement, Vec<Finding>, Vec<json_patch::PatchOperation>);
+
+fn parse_package_value(value: &Value) -> Result<Parsed, String> {
+    let mut findings = Vec::new();
+    let mut patch = Vec::new();
+    for kind in FINDING_RULES {
+        let items = match &value[kind.name()] {
+            Value::Undefined => continue,
+            Value::Set(set) => set.iter().collect::<Vec<_>>(),
+            Value::Array(array) => array.iter().collect(),
+            other => {
+                return Err(format!(
+                    "`{}` must be a multi-value rule (`{} contains ... if {{ ... }}`), but it is {other}",
+                    kind.name(),
+                    kind.name()
+                ))
+            }
+        };
+        for item in items {
+            if kind == RuleKind::Patch {
+                patch.push(patch_operation(item)?);
+            } else {
+                findings.push(finding(kind, item)?);
+            }
+        }
+    }
+    let enforcement = match &value["enforcement"] {
+        Value::Undefined => Enforcement::Deny,
+        Value::String(s) => Enforcement::parse(s).ok_or_else(|| {
+            format!("`enforcement` must be \"deny\", \"warn\" or \"audit\", not {s:?}")
+        })?,
+        other => return Err(format!("`enforcement` must be a string, not {other}")),
+    };
+    Ok((enforcement, findings, patch))
+}
+
+fn finding(rule: RuleKind, item: &Value) -> Result<Finding, String> {
+    match item {
+        Value::String(msg) => Ok(Finding {
+            rule,
+            msg: msg.to_string(),
+            details: None,
+        }),
+        Value::Object(fields) => match fields.get(&Value::from("msg")) {
+            Some(Value::String(msg)) => {
+                let rest: std::collections::BTreeMap<Value, Value> = fields
+                    .iter()
+                    .filter(|(k, _)| k.as_string().map(|k| &**k != "msg").unwrap_or(true))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Ok(Finding {
+                    rule,
+                    msg: msg.to_string(),
+                    details: (!rest.is_empty()).then(|| Value::from(rest)),
+                })
+            }
+            _ => Err(format!(
+                "a `{}` finding must be a string or an object with a string `msg`, got {item}",
+                rule.name()
+            )),
+        },
+        other => Err(format!(
+            "a `{}` finding must be a string or an object with a string `msg`, got {other}",
+            rule.name()
+        )),
+    }
+}
+
+fn patch_operation(item: &Value) -> Result<json_patch::PatchOperation, String> {
+    serde_json::to_value(item)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            format!("`patch` must yield JSON Patch operations ({{\"op\", \"path\", \"value\"}}); {item} is not one: {e}")
+        })
+}
+
+fn is_time_limit(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<regorus::LimitError>(),
+            Some(regorus::LimitError::TimeLimitExceeded { .. })
+        )
+    }) || e.to_string().contains("exceeded time limit")
+}
+
+fn time_limit_message(e: &anyhow::Error) -> String {
+    format!(
+        "policy evaluation ran out of its time budget and was stopped ({}); simplify the policy or raise --eval-timeout",
+        one_line(&e.to_string())
+    )
+}
+
+/// regorus errors span several lines (a source excerpt with a caret); logs, metrics and
+/// AdmissionResponse messages want one.
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "|")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+
+    fn set_of(files: &[(&str, &str)]) -> Result<Arc<PolicySet>, LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        PolicySet::load(dir.path(), EvalOptions::default()).map(Arc::new)
+    }
+
+    fn eval(set: &Arc<PolicySet>, input: &str) -> Evaluation {
+        set.engine().evaluate(&Value::from_json_str(input).unwrap())
+    }
+
+    #[test]
+    fn collects_every_rule_kind_from_every_package() {
+        let set = set_of(&[
+            (
+                "a.rego",
+                "package a\ndeny contains \"no\" if input.x == 1\nwarn contains {\"msg\": \"careful\", \"code\": 7} if true\n",
+            ),
+            (
+                "b/b.rego",
+                "package b.c\nrequire_grant contains \"grant\" if true\npatch contains {\"op\": \"add\", \"path\": \"/x\", \"value\": 1} if true\nenforcement := \"audit\"\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(set.package_names(), vec!["a", "b.c"]);
+        let out = eval(&set, r#"{"x": 1}"#);
+        let a = &out.packages[0];
+        assert_eq!(a.of_kind(RuleKind::Deny).next().unwrap().msg, "no");
+        let warn = a.of_kind(RuleKind::Warn).next().unwrap();
+        assert_eq!(warn.msg, "careful");
+        assert!(warn.details.is_some());
+        let b = &out.packages[1];
+        assert_eq!(b.enforcement, Enforcement::Audit);
+        assert_eq!(b.of_kind(RuleKind::RequireGrant).count(), 1);
+        assert_eq!(b.patch.len(), 1);
+    }
+
+    #[test]
+    fn library_packages_without_contract_rules_are_not_evaluated() {
+        let set = set_of(&[
+            ("lib.rego", "package lib\nbad(x) := y if y := x\n"),
+            (
+                "p.rego",
+                "package p\nimport data.lib\ndeny contains \"d\" if lib.bad(1) == 1\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(set.package_names(), vec!["p"]);
+        assert_eq!(eval(&set, "{}").packages[0].findings.len(), 1);
+    }
+
+    #[test]
+    fn a_runtime_error_is_attributed_to_its_package_and_others_still_decide() {
+        let set = set_of(&[
+            (
+                "a.rego",
+                "package a\nx := 1 if true\nx := 2 if true\ndeny contains \"a\" if x > 0\n",
+            ),
+            ("b.rego", "package b\ndeny contains \"b says no\" if true\n"),
+        ])
+        .unwrap();
+        let out = eval(&set, "{}");
+        assert!(out.packages[0].error.is_some(), "{out:?}");
+        assert_eq!(out.packages[1].findings[0].msg, "b says no");
+    }
+
+    #[test]
+    fn broken_contract_shapes_are_errors_not_silent_passes() {
+        let set = set_of(&[
+            ("a.rego", "package a\ndeny contains 42 if true\n"),
+            (
+                "b.rego",
+                "package b\npatch contains \"not a patch\" if true\n",
+            ),
+            (
+                "c.rego",
+                "package c\nenforcement := \"sometimes\"\ndeny contains \"x\" if false\n",
+            ),
+        ])
+        .unwrap();
+        let out = eval(&set, "{}");
+        for p in &out.packages {
+            assert!(p.error.is_some(), "{} should fail: {p:?}", p.package);
+        }
+    }
+
+    #[test]
+    fn compile_errors_name_file_line_and_column() {
+        let err = set_of(&[(
+            "bad/x.rego",
+            "package x\ndeny contains msg if {\n  msg := \n}\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("x.rego:"), "{err}");
+        assert!(err.contains(":3:") || err.contains(":4:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_functions_fail_at_load_not_on_the_first_request() {
+        let err = set_of(&[(
+            "x.rego",
+            "package x\ndeny contains \"x\" if http.send({})\n",
+        )])
+        .unwrap_err();
+        assert!(err.to_string().contains("x.rego"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_folder_is_refused() {
+        let err = set_of(&[("README.md", "hi")]).unwrap_err();
+        assert!(matches!(err, LoadError::Empty(_)), "{err}");
+    }
+
+    #[test]
+    fn a_runaway_policy_is_stopped_by_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("slow.rego"),
+            "package slow\ndeny contains \"x\" if { count([1 | some a in numbers.range(1, 5000); some b in numbers.range(1, 5000); a < b]) < 0 }\n",
+        )
+        .unwrap();
+        let set = Arc::new(
+            PolicySet::load(
+                dir.path(),
+                EvalOptions {
+                    budget: Duration::from_millis(20),
+                },
+            )
+            .unwrap(),
+        );
+        let out = set.engine().evaluate(&Value::new_object());
+        let err = out.packages[0].error.as_deref().unwrap_or_default();
+        assert!(err.contains("time budget"), "{out:?}");
+    }
+}

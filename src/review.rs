@@ -1,0 +1,186 @@
+//! One AdmissionReview from bytes to answer, synchronously: parse, look up the
+//! requester's live grants, evaluate policies, decide, audit, encode. The server's
+//! evaluation workers and `dry-run` / `verify` run exactly this code.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use jiff::Timestamp;
+use regorus::Value;
+
+use crate::admission::{self, AdmissionInput, ReviewError};
+use crate::audit::{Audit, DecisionRecord};
+use crate::decision::{self, Decision, GrantCheck, Options, Webhook};
+use crate::grant::{self, GrantStore};
+use crate::metrics::Metrics;
+use crate::policy::{Enforcement, Evaluation, PolicyEngine, PolicySet};
+
+/// What every worker shares: the current policies, the grant cache and the sinks.
+#[derive(Clone)]
+pub struct Reviewer {
+    pub policies: Arc<ArcSwap<PolicySet>>,
+    pub grants: GrantStore,
+    pub options: Options,
+    pub audit: Audit,
+    pub metrics: Metrics,
+}
+
+/// A decided review.
+#[derive(Debug)]
+pub struct Reviewed {
+    pub input: AdmissionInput,
+    pub evaluation: Evaluation,
+    pub decision: Decision,
+    /// The AdmissionReview answer, encoded.
+    pub body: Vec<u8>,
+}
+
+/// A worker's private state: its own engine over the current snapshot.
+pub struct Worker {
+    reviewer: Reviewer,
+    engine: Option<PolicyEngine>,
+}
+
+impl Worker {
+    pub fn new(reviewer: Reviewer) -> Self {
+        Self {
+            reviewer,
+            engine: None,
+        }
+    }
+
+    pub fn reviewer(&self) -> &Reviewer {
+        &self.reviewer
+    }
+
+    /// The engine for the current snapshot, cloned once per snapshot.
+    fn engine(&mut self) -> &mut PolicyEngine {
+        let current = self.reviewer.policies.load_full();
+        let stale = self
+            .engine
+            .as_ref()
+            .is_none_or(|e| e.generation() != current.generation());
+        if stale {
+            self.engine = None;
+        }
+        self.engine.get_or_insert_with(|| current.engine())
+    }
+
+    /// Decides one body received at `now` (the request's time; `--at` in dry-run).
+    pub fn review(
+        &mut self,
+        body: &[u8],
+        webhook: Webhook,
+        now: Timestamp,
+        received: Instant,
+    ) -> Result<Reviewed, ReviewError> {
+        let mut input = admission::parse(body)?;
+        let request = &input.request;
+        let live = self
+            .reviewer
+            .grants
+            .index()
+            .live_for(&request.user, &request.groups, now);
+        add_jit(&mut input.review, now, &live);
+
+        let evaluation = self.engine().evaluate(&input.review);
+        let options = self.reviewer.options;
+        let metrics = &self.reviewer.metrics;
+        for pkg in evaluation.packages.iter().filter(|p| p.error.is_some()) {
+            metrics
+                .policy_errors
+                .with_label_values(&[&pkg.package])
+                .inc();
+        }
+
+        let check = if decision::needs_grant(&evaluation, options) {
+            let check = grant::check(&live, &input.request, &self.reviewer.grants);
+            let label = match check {
+                GrantCheck::Covered(_) => "covered",
+                GrantCheck::NotCovered { .. } => "not_covered",
+                GrantCheck::Stale { .. } => "stale",
+            };
+            metrics.grant_uses.with_label_values(&[label]).inc();
+            check
+        } else {
+            GrantCheck::NotCovered {
+                request: String::new(),
+            }
+        };
+
+        // The object is converted for JSON Patch only when something will patch it.
+        let wants_object = webhook == Webhook::Mutate
+            && (matches!(check, GrantCheck::Covered(_))
+                || evaluation.packages.iter().any(|p| !p.patch.is_empty()));
+        let object = wants_object
+            .then(|| serde_json::to_value(&input.review["request"]["object"]).ok())
+            .flatten()
+            .filter(|o| !o.is_null());
+        let decision = decision::decide(&evaluation, &check, webhook, object.as_ref(), options);
+
+        let review = admission::respond(&input.request.uid, &decision);
+        let body = serde_json::to_vec(&review).unwrap_or_default();
+        let latency = received.elapsed();
+        self.record(webhook, &input, &evaluation, &decision, latency);
+        Ok(Reviewed {
+            input,
+            evaluation,
+            decision,
+            body,
+        })
+    }
+
+    fn record(
+        &self,
+        webhook: Webhook,
+        input: &AdmissionInput,
+        evaluation: &Evaluation,
+        decision: &Decision,
+        latency: std::time::Duration,
+    ) {
+        let metrics = &self.reviewer.metrics;
+        let request = &input.request;
+        metrics
+            .requests
+            .with_label_values(&[
+                webhook.name(),
+                request.operation.as_str(),
+                metrics.kind_label(&request.kind),
+                decision.verdict.name(),
+            ])
+            .inc();
+        metrics
+            .duration
+            .with_label_values(&[webhook.name()])
+            .observe(latency.as_secs_f64());
+        let enforcement = match self.reviewer.options.enforcement {
+            None | Some(Enforcement::Deny) => "deny",
+            Some(Enforcement::Warn) => "warn",
+            Some(Enforcement::Audit) => "audit",
+        };
+        self.reviewer.audit.decision(&DecisionRecord::new(
+            webhook,
+            request,
+            evaluation,
+            decision,
+            enforcement,
+            latency,
+        ));
+    }
+}
+
+/// `input.jit`: the request's time, which policies use instead of `time.now_ns()` so
+/// that decisions are reproducible, and the requester's live grants.
+fn add_jit(review: &mut Value, now: Timestamp, live: &[Arc<grant::Grant>]) {
+    let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
+    let grants: Vec<Value> = live.iter().map(|g| g.value.clone()).collect();
+    let mut jit = std::collections::BTreeMap::new();
+    jit.insert(Value::from("now_ns"), Value::from(now_ns));
+    jit.insert(Value::from("grants"), Value::from(grants));
+    if let Ok(fields) = review.as_object_mut() {
+        // Overwrites a `jit` a client may have put there: only jitguard says what time
+        // it is and which grants are live.
+        fields.insert(Value::from("jit"), Value::from(jit));
+    }
+}
