@@ -103,6 +103,9 @@ pub struct Decision {
     /// Packages that could not decide, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// When only a grant is missing: the `kubectl jit request ...` line that asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_access: Option<String>,
 }
 
 /// Combines findings:
@@ -143,7 +146,7 @@ pub fn decide(
                 RuleKind::Deny | RuleKind::Violation if mode.enforced() => denies.push(line),
                 RuleKind::RequireGrant if mode.enforced() => needs_grant.push(line),
                 RuleKind::Deny | RuleKind::Violation | RuleKind::RequireGrant => {
-                    warnings.push(format!("would deny ({}): {}", mode_name(mode), finding.msg));
+                    warnings.push(format!("would deny ({}): {}", mode.name(), finding.msg));
                     would_deny.push(line);
                 }
                 RuleKind::Warn => warnings.push(finding.msg.clone()),
@@ -157,6 +160,7 @@ pub fn decide(
 
     let mut grant_used = None;
     let mut grant_denial = None;
+    let mut request_access = None;
     if !needs_grant.is_empty() {
         match grant {
             GrantCheck::Covered(used) => {
@@ -169,6 +173,7 @@ pub fn decide(
                 grant_used = Some(used.clone());
             }
             GrantCheck::NotCovered { request } => {
+                request_access = Some(request.clone());
                 grant_denial = Some(format!(
                     "a just-in-time grant is required and none of yours covers this request; ask for one with:\n  {request}"
                 ));
@@ -210,7 +215,10 @@ pub fn decide(
         for line in denies.iter().chain(&needs_grant) {
             let _ = write!(message, "\n- {line}");
         }
-        if let Some(grant_denial) = grant_denial {
+        // A grant cannot lift a deny: only point at one when it is all that is missing.
+        if !denies.is_empty() {
+            request_access = None;
+        } else if let Some(grant_denial) = grant_denial {
             let _ = write!(message, "\n{grant_denial}");
         }
         return Decision {
@@ -222,6 +230,7 @@ pub fn decide(
             grant: None,
             would_deny,
             errors,
+            request_access,
         };
     }
     let verdict = if warnings.is_empty() {
@@ -238,6 +247,7 @@ pub fn decide(
         grant: grant_used,
         would_deny,
         errors,
+        request_access: None,
     }
 }
 
@@ -249,14 +259,6 @@ pub fn needs_grant(evaluation: &Evaluation, options: Options) -> bool {
             && options.enforcement.unwrap_or(p.enforcement).enforced()
             && p.of_kind(RuleKind::RequireGrant).next().is_some()
     })
-}
-
-const fn mode_name(mode: Enforcement) -> &'static str {
-    match mode {
-        Enforcement::Deny => "deny",
-        Enforcement::Warn => "warn",
-        Enforcement::Audit => "audit",
-    }
 }
 
 /// Label and annotate what a grant creates or changes, so that the reaper can remove

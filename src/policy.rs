@@ -73,6 +73,14 @@ pub enum Enforcement {
 }
 
 impl Enforcement {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Warn => "warn",
+            Self::Audit => "audit",
+        }
+    }
+
     pub const fn enforced(self) -> bool {
         matches!(self, Self::Deny)
     }
@@ -329,9 +337,10 @@ impl PolicyEngine {
 
 fn new_engine(options: EvalOptions) -> Engine {
     let mut engine = Engine::new();
-    // OPA's default: a builtin error makes the expression undefined rather than failing
-    // the whole query. The same files must decide the same way under both engines.
-    engine.set_strict_builtin_errors(false);
+    // Builtin errors are errors (OPA's --strict-builtin-errors, which is how the reference
+    // engine in CI runs): a policy fed input it cannot handle fails closed instead of
+    // silently finding nothing.
+    engine.set_strict_builtin_errors(true);
     engine.set_execution_timer_config(ExecutionTimerConfig {
         limit: options.budget,
         check_interval: NonZeroU32::MIN.saturating_add(31),

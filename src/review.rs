@@ -154,11 +154,12 @@ impl Worker {
             .duration
             .with_label_values(&[webhook.name()])
             .observe(latency.as_secs_f64());
-        let enforcement = match self.reviewer.options.enforcement {
-            None | Some(Enforcement::Deny) => "deny",
-            Some(Enforcement::Warn) => "warn",
-            Some(Enforcement::Audit) => "audit",
-        };
+        let enforcement = self
+            .reviewer
+            .options
+            .enforcement
+            .unwrap_or(Enforcement::Deny)
+            .name();
         self.reviewer.audit.decision(&DecisionRecord::new(
             webhook,
             request,

@@ -145,6 +145,7 @@ fn print(args: &DryRunArgs, results: &Results) {
                         }))).collect::<Vec<_>>(),
                         "errors": r.decision.errors,
                         "grant": r.decision.grant,
+                        "request_access": r.decision.request_access,
                         "patch": r.decision.patch,
                     })
                 })
@@ -164,10 +165,10 @@ fn print(args: &DryRunArgs, results: &Results) {
                     for f in &pkg.findings {
                         if args.explain {
                             println!(
-                                "      package {} rule {} ({:?}): {}",
+                                "      package {} rule {} (enforcement {}): {}",
                                 pkg.package,
                                 f.rule.name(),
-                                pkg.enforcement,
+                                pkg.enforcement.name(),
                                 f.msg
                             );
                         } else if !matches!(f.rule, crate::policy::RuleKind::Warn) {
@@ -181,15 +182,8 @@ fn print(args: &DryRunArgs, results: &Results) {
                 for w in &d.warnings {
                     println!("      warning: {w}");
                 }
-                if !d.allowed {
-                    if let Some(grant_line) = d
-                        .message
-                        .lines()
-                        .skip_while(|l| !l.contains("just-in-time grant"))
-                        .nth(1)
-                    {
-                        println!("      to get access: {}", grant_line.trim());
-                    }
+                if let Some(request) = &d.request_access {
+                    println!("      to get access: {request}");
                 }
                 if args.explain {
                     if let Some(g) = &d.grant {

@@ -1,0 +1,84 @@
+# Helpers for every jitguard policy. The package has no contract rules (deny, warn, ...),
+# so jitguard never evaluates it on its own: it is reached through the packages that
+# import it.
+package jitguard.lib
+
+config := data.jitguard.config
+
+operation := input.request.operation
+
+# The object a request is about: the new object, or on DELETE the one being removed.
+obj := input.request.object if operation != "DELETE"
+
+obj := input.request.oldObject if operation == "DELETE"
+
+mutating if operation in {"CREATE", "UPDATE", "DELETE"}
+
+# A namespace is protected if it is listed, has a listed prefix, or (when the request is
+# about the Namespace object itself) carries the protection label.
+protected_namespace(ns) if ns in config.protected.namespaces
+
+protected_namespace(ns) if {
+	some prefix in config.protected.prefixes
+	startswith(ns, prefix)
+}
+
+in_protected_namespace if protected_namespace(input.request.namespace)
+
+protected_namespace_object if {
+	input.request.kind.kind == "Namespace"
+	protected_namespace(input.request.name)
+}
+
+protected_namespace_object if {
+	input.request.kind.kind == "Namespace"
+	obj.metadata.labels[config.protected.label] == "true"
+}
+
+# Identities that never need a grant (control plane, nodes, jitguard itself).
+exempt if input.request.userInfo.username in config.exempt.users
+
+exempt if {
+	some prefix in config.exempt.user_prefixes
+	startswith(input.request.userInfo.username, prefix)
+}
+
+exempt if {
+	some group in input.request.userInfo.groups
+	group in config.exempt.groups
+}
+
+# The request's time (not time.now_ns()), so that decisions can be replayed.
+now_ns := input.jit.now_ns
+
+# Wall-clock time in an IANA zone: [hour, minute, second], the weekday's English name,
+# and [year, month, day].
+clock(tz) := time.clock([now_ns, tz])
+
+weekday(tz) := time.weekday([now_ns, tz])
+
+date(tz) := time.date([now_ns, tz])
+
+# "Kind namespace/name" for messages.
+describe := sprintf("%s %s/%s", [input.request.kind.kind, input.request.namespace, input.request.name]) if {
+	input.request.namespace != ""
+}
+
+describe := sprintf("%s %s", [input.request.kind.kind, input.request.name]) if {
+	object.get(input.request, "namespace", "") == ""
+}
+
+# The pod spec inside any workload kind.
+pod_spec(o) := o.spec if o.kind == "Pod"
+
+pod_spec(o) := o.spec.template.spec if {
+	o.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
+}
+
+pod_spec(o) := o.spec.jobTemplate.spec.template.spec if o.kind == "CronJob"
+
+# Every container of a pod spec: regular, init and ephemeral.
+containers(spec) := array.concat(
+	object.get(spec, "containers", []),
+	array.concat(object.get(spec, "initContainers", []), object.get(spec, "ephemeralContainers", [])),
+)

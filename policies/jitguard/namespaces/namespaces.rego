@@ -1,0 +1,37 @@
+# Protected namespaces: creating, changing or deleting anything in them needs a
+# just-in-time grant, and a protected namespace cannot be deleted at all.
+package jitguard.namespaces
+
+import data.jitguard.lib
+
+deny contains msg if {
+	input.request.operation == "DELETE"
+	lib.protected_namespace_object
+	msg := sprintf("namespace %s is protected and cannot be deleted, not even with a grant", [input.request.name])
+}
+
+require_grant contains msg if {
+	lib.mutating
+	lib.in_protected_namespace
+	not lib.exempt
+	not governed_elsewhere
+	msg := sprintf("%s of %s in protected namespace %s needs a just-in-time grant", [
+		verb[input.request.operation],
+		lib.describe,
+		input.request.namespace,
+	])
+}
+
+require_grant contains msg if {
+	input.request.operation == "UPDATE"
+	lib.protected_namespace_object
+	not lib.exempt
+	msg := sprintf("changing protected namespace %s needs a just-in-time grant", [input.request.name])
+}
+
+verb := {"CREATE": "creation", "UPDATE": "change", "DELETE": "deletion"}
+
+# Namespaces themselves are handled above; debug containers by jitguard.interactive.
+governed_elsewhere if input.request.kind.kind == "Namespace"
+
+governed_elsewhere if input.request.subResource == "ephemeralcontainers"

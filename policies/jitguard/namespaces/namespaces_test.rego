@@ -1,0 +1,56 @@
+package jitguard.namespaces_test
+
+import data.jitguard.namespaces
+import data.jitguard.testing
+
+prod_pod := testing.pod("prod", "web", testing.plain_spec)
+
+test_changes_in_a_protected_namespace_need_a_grant if {
+	count(namespaces.require_grant) == 1 with input as testing.create(prod_pod, "pods")
+	count(namespaces.require_grant) == 1 with input as testing.update(prod_pod, "pods")
+	count(namespaces.require_grant) == 1 with input as testing.delete(prod_pod, "pods")
+}
+
+test_prefixed_namespaces_are_protected if {
+	count(namespaces.require_grant) == 1 with input as testing.create(testing.pod("prod-eu", "web", testing.plain_spec), "pods")
+}
+
+test_other_namespaces_need_nothing if {
+	r := testing.create(testing.pod("dev", "web", testing.plain_spec), "pods")
+	count(namespaces.require_grant) == 0 with input as r
+	count(namespaces.deny) == 0 with input as r
+}
+
+test_controllers_need_no_grant if {
+	count(namespaces.require_grant) == 0 with input as testing.as_user(testing.create(prod_pod, "pods"), testing.controller)
+}
+
+test_the_message_says_what_and_where if {
+	namespaces.require_grant == {"creation of Pod prod/web in protected namespace prod needs a just-in-time grant"} with input as testing.create(prod_pod, "pods")
+}
+
+test_deleting_a_protected_namespace_is_denied if {
+	r := testing.delete(testing.namespace("prod", {}), "namespaces")
+	namespaces.deny == {"namespace prod is protected and cannot be deleted, not even with a grant"} with input as r
+}
+
+test_deleting_a_labelled_namespace_is_denied if {
+	r := testing.delete(testing.namespace("team-a", {"jitguard.dev/protected": "true"}), "namespaces")
+	count(namespaces.deny) == 1 with input as r
+}
+
+test_deleting_another_namespace_is_allowed if {
+	r := testing.delete(testing.namespace("scratch", {}), "namespaces")
+	count(namespaces.deny) == 0 with input as r
+	count(namespaces.require_grant) == 0 with input as r
+}
+
+test_changing_a_protected_namespace_needs_a_grant if {
+	r := testing.update(testing.namespace("prod", {"team": "x"}), "namespaces")
+	namespaces.require_grant == {"changing protected namespace prod needs a just-in-time grant"} with input as r
+}
+
+test_debug_containers_are_left_to_the_interactive_package if {
+	r := object.union(testing.update(prod_pod, "pods"), {"request": {"subResource": "ephemeralcontainers"}})
+	count(namespaces.require_grant) == 0 with input as r
+}
