@@ -350,6 +350,25 @@ pub fn respond_allowed_with_warning(uid: &str, warning: &str) -> AdmissionReview
     response.into_review()
 }
 
+/// Encodes an answer for the API server.
+///
+/// `patch` must be base64 in JSON (Go's `[]byte`); kube's type serializes its `Vec<u8>`
+/// as an array of numbers (kube-rs issue #1781), so the patch is re-encoded here.
+pub fn encode(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
+    use base64::Engine as _;
+    let patch = review.response.as_ref().and_then(|r| r.patch.as_deref());
+    let Some(patch) = patch else {
+        return serde_json::to_vec(review).unwrap_or_default();
+    };
+    let Ok(mut value) = serde_json::to_value(review) else {
+        return Vec::new();
+    };
+    if let Some(field) = value.pointer_mut("/response/patch") {
+        *field = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
 fn deny_response(response: AdmissionResponse, message: &str) -> AdmissionResponse {
     let mut response = response.deny(message);
     response.result.code = 403;
@@ -435,6 +454,34 @@ mod tests {
     fn peek_uid_reads_only_the_uid() {
         assert_eq!(peek_uid(POD.as_bytes()).as_deref(), Some("u1"));
         assert_eq!(peek_uid(b"junk"), None);
+    }
+
+    #[test]
+    fn patches_are_encoded_base64_as_the_api_server_requires() {
+        use base64::Engine as _;
+        let op: json_patch::PatchOperation = serde_json::from_value(
+            serde_json::json!({"op": "add", "path": "/metadata/labels/x", "value": "y"}),
+        )
+        .unwrap();
+        let decision = Decision {
+            allowed: true,
+            verdict: crate::decision::Verdict::Allow,
+            message: String::new(),
+            warnings: vec![],
+            patch: vec![op],
+            grant: None,
+            would_deny: vec![],
+            errors: vec![],
+            request_access: None,
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&encode(&respond("u1", &decision))).unwrap();
+        assert_eq!(json["response"]["patchType"], "JSONPatch");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(json["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(patch[0]["path"], "/metadata/labels/x");
     }
 
     #[test]

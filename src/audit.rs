@@ -165,7 +165,7 @@ impl Audit {
             name = %record.request.name,
             dry_run = record.request.dry_run,
             decision = record.decision,
-            message = %record.message,
+            reason = %record.message,
             findings = %findings,
             grant = record.grant.map(|g| g.name.as_str()).unwrap_or(""),
             enforcement = record.enforcement,

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::admission::Operation;
 use crate::policy::{Enforcement, Evaluation, RuleKind};
 
 /// Kubernetes shows at most this many characters of a warning without truncating it.
@@ -108,6 +109,15 @@ pub struct Decision {
     pub request_access: Option<String>,
 }
 
+/// What the decision needs to know about the request itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub webhook: Webhook,
+    pub operation: Operation,
+    /// The object, as JSON, when something may patch it (`/mutate` only).
+    pub object: Option<&'a serde_json::Value>,
+}
+
 /// Combines findings:
 /// any enforced deny → denied (the message lists every finding with its package);
 /// else an enforced require_grant not covered by a live grant → denied, with the command
@@ -115,10 +125,14 @@ pub struct Decision {
 pub fn decide(
     evaluation: &Evaluation,
     grant: &GrantCheck,
-    webhook: Webhook,
-    object: Option<&serde_json::Value>,
+    target: Target<'_>,
     options: Options,
 ) -> Decision {
+    let Target {
+        webhook,
+        operation,
+        object,
+    } = target;
     let mut denies = Vec::new();
     let mut needs_grant = Vec::new();
     let mut warnings = Vec::new();
@@ -187,7 +201,9 @@ pub fn decide(
     }
 
     if webhook == Webhook::Mutate {
-        if let Some(used) = &grant_used {
+        // Only what a grant creates is its own: an object merely changed under a grant
+        // must not be taken away when the grant ends.
+        if let (Some(used), Operation::Create) = (&grant_used, operation) {
             patch.extend(provenance_patch(object, used));
         }
         if !patch.is_empty() {
@@ -352,12 +368,27 @@ mod tests {
         }
     }
 
+    fn validate() -> Target<'static> {
+        Target {
+            webhook: Webhook::Validate,
+            operation: Operation::Create,
+            object: None,
+        }
+    }
+
+    fn mutate(operation: Operation, object: &serde_json::Value) -> Target<'_> {
+        Target {
+            webhook: Webhook::Mutate,
+            operation,
+            object: Some(object),
+        }
+    }
+
     fn run(packages: Vec<PackageResult>, grant: &GrantCheck) -> Decision {
         decide(
             &Evaluation { packages },
             grant,
-            Webhook::Validate,
-            None,
+            validate(),
             Options::default(),
         )
     }
@@ -432,8 +463,7 @@ mod tests {
         let d = decide(
             &Evaluation { packages: vec![p] },
             &not_covered(),
-            Webhook::Validate,
-            None,
+            validate(),
             Options {
                 enforcement: Some(Enforcement::Audit),
                 ..Options::default()
@@ -451,8 +481,7 @@ mod tests {
         let d = decide(
             &Evaluation { packages: vec![p] },
             &not_covered(),
-            Webhook::Validate,
-            None,
+            validate(),
             Options {
                 on_error: OnError::Allow,
                 ..Options::default()
@@ -470,19 +499,12 @@ mod tests {
         .unwrap()];
         let ev = Evaluation { packages: vec![p] };
         let obj = serde_json::json!({"metadata": {"labels": {}}});
-        let v = decide(
-            &ev,
-            &not_covered(),
-            Webhook::Validate,
-            Some(&obj),
-            Options::default(),
-        );
+        let v = decide(&ev, &not_covered(), validate(), Options::default());
         assert!(v.patch.is_empty());
         let m = decide(
             &ev,
             &not_covered(),
-            Webhook::Mutate,
-            Some(&obj),
+            mutate(Operation::Create, &obj),
             Options::default(),
         );
         assert_eq!(m.patch.len(), 1);
@@ -490,8 +512,7 @@ mod tests {
         let m = decide(
             &ev,
             &not_covered(),
-            Webhook::Mutate,
-            Some(&no_labels),
+            mutate(Operation::Create, &no_labels),
             Options::default(),
         );
         assert!(
@@ -512,13 +533,26 @@ mod tests {
             break_glass: false,
         });
         let mut obj = serde_json::json!({"metadata": {"name": "x"}});
-        let d = decide(&ev, &used, Webhook::Mutate, Some(&obj), Options::default());
+        let d = decide(
+            &ev,
+            &used,
+            mutate(Operation::Create, &obj),
+            Options::default(),
+        );
         json_patch::patch(&mut obj, &d.patch).unwrap();
         assert_eq!(obj["metadata"]["labels"]["jitguard.dev/grant"], "alice-np");
         assert_eq!(
             obj["metadata"]["annotations"]["jitguard.dev/expires-at"],
             "2030-01-01T00:00:00Z"
         );
+        // An object only changed under a grant is not labelled: the reaper would take it.
+        let d = decide(
+            &ev,
+            &used,
+            mutate(Operation::Update, &obj),
+            Options::default(),
+        );
+        assert!(d.allowed && d.patch.is_empty(), "{d:?}");
     }
 
     #[test]

@@ -117,10 +117,15 @@ impl Worker {
             .then(|| serde_json::to_value(&input.review["request"]["object"]).ok())
             .flatten()
             .filter(|o| !o.is_null());
-        let decision = decision::decide(&evaluation, &check, webhook, object.as_ref(), options);
+        let target = decision::Target {
+            webhook,
+            operation: input.request.operation,
+            object: object.as_ref(),
+        };
+        let decision = decision::decide(&evaluation, &check, target, options);
 
         let review = admission::respond(&input.request.uid, &decision);
-        let body = serde_json::to_vec(&review).unwrap_or_default();
+        let body = admission::encode(&review);
         let latency = received.elapsed();
         self.record(webhook, &input, &evaluation, &decision, latency);
         Ok(Reviewed {

@@ -310,7 +310,7 @@ fn deadline_answer(
             &format!("{message}; allowed (--on-error allow)"),
         ),
     };
-    json(serde_json::to_vec(&review).unwrap_or_default())
+    json(admission::encode(&review))
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), String> {

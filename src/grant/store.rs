@@ -49,19 +49,24 @@ impl Grant {
             _ => by_duration,
         };
         let spec = &ar.spec;
-        let value = Value::from(serde_json::json!({
+        let mut value = serde_json::json!({
             "name": name,
             "requester": spec.requester,
-            "group": spec.group,
             "scope": spec.scope,
             "reason": spec.reason,
-            "ticket": spec.ticket,
             "breakGlass": spec.break_glass,
             "approvedAt": approved_at.to_string(),
             "expiresAt": expires_at.to_string(),
-            "approvedAtNs": approved_at.as_nanosecond() as i64,
-            "expiresAtNs": expires_at.as_nanosecond() as i64,
-        }));
+            "approvedAtNs": i64::try_from(approved_at.as_nanosecond()).unwrap_or(i64::MAX),
+            "expiresAtNs": i64::try_from(expires_at.as_nanosecond()).unwrap_or(i64::MAX),
+        });
+        // Absent rather than null, so that `not grant.ticket` reads as policies expect.
+        for (key, field) in [("ticket", &spec.ticket), ("group", &spec.group)] {
+            if let (Some(v), Some(map)) = (field, value.as_object_mut()) {
+                map.insert(key.to_string(), serde_json::Value::from(v.clone()));
+            }
+        }
+        let value = Value::from(value);
         Some(Self {
             name: name.into(),
             requester: spec.requester.clone(),

@@ -1,0 +1,217 @@
+//! Bad input gets a clear 4xx with the reason, never a panic or a hang, and the
+//! connection stays usable.
+
+use serde_json::json;
+
+use crate::common::{review, Options, Server};
+
+async fn send(
+    server: &Server,
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut request = client.request(method, server.url(path)).body(body);
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_with_the_reason() {
+    let server = Server::start();
+    let client = server.client();
+    let mut missing_uid = review("pod-create-dev");
+    missing_uid["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("uid");
+    let mut no_request = review("pod-create-dev");
+    no_request.as_object_mut().unwrap().remove("request");
+    let mut v1beta1 = review("pod-create-dev");
+    v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let mut wrong_kind = review("pod-create-dev");
+    wrong_kind["kind"] = json!("Pod");
+    let mut bad_operation = review("pod-create-dev");
+    bad_operation["request"]["operation"] = json!("PATCH");
+    let mut bad_groups = review("pod-create-dev");
+    bad_groups["request"]["userInfo"]["groups"] = json!({"a": 1});
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "not valid JSON"),
+        (b"".to_vec(), "not valid JSON"),
+        (b"[]".to_vec(), "JSON object"),
+        (b"\xff\xfe\x00".to_vec(), "UTF-8"),
+        (
+            serde_json::to_vec(&missing_uid).unwrap(),
+            "request.uid is missing",
+        ),
+        (serde_json::to_vec(&no_request).unwrap(), "no `request`"),
+        (
+            serde_json::to_vec(&v1beta1).unwrap(),
+            "admissionReviewVersions: [v1]",
+        ),
+        (serde_json::to_vec(&wrong_kind).unwrap(), "kind \"Pod\""),
+        (
+            serde_json::to_vec(&bad_operation).unwrap(),
+            "request.operation",
+        ),
+        (serde_json::to_vec(&bad_groups).unwrap(), "userInfo.groups"),
+        (
+            format!("{}{}", "[".repeat(20_000), "]".repeat(20_000)).into_bytes(),
+            "not valid JSON",
+        ),
+    ];
+    for (body, reason) in cases {
+        let (status, text) = send(
+            &server,
+            &client,
+            reqwest::Method::POST,
+            "/validate",
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_eq!(status, 400, "{reason}: {text}");
+        assert!(text.contains(reason), "expected {reason:?} in {text:?}");
+    }
+    // The same client (and its kept-alive connection) still gets decisions.
+    let (status, _) = send(
+        &server,
+        &client,
+        reqwest::Method::POST,
+        "/validate",
+        Some("application/json"),
+        serde_json::to_vec(&review("pod-create-dev")).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(server
+        .metrics()
+        .await
+        .contains("jitguard_admission_rejected_total{reason=\"bad_request\"} 11"));
+}
+
+#[tokio::test]
+async fn wrong_methods_and_content_types_are_refused_with_the_reason() {
+    let server = Server::start();
+    let client = server.client();
+    let (status, text) = send(
+        &server,
+        &client,
+        reqwest::Method::GET,
+        "/validate",
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert!(
+        text.contains("send the AdmissionReview with POST"),
+        "{text}"
+    );
+    let body = serde_json::to_vec(&review("pod-create-dev")).unwrap();
+    let (status, text) = send(
+        &server,
+        &client,
+        reqwest::Method::POST,
+        "/mutate",
+        Some("text/plain"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 415);
+    assert!(text.contains("application/json"), "{text}");
+    let (status, _) = send(
+        &server,
+        &client,
+        reqwest::Method::POST,
+        "/validate",
+        None,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 415);
+    let (status, _) = send(
+        &server,
+        &client,
+        reqwest::Method::POST,
+        "/validate",
+        Some("application/json; charset=utf-8"),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, text) = send(
+        &server,
+        &client,
+        reqwest::Method::POST,
+        "/nope",
+        Some("application/json"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(text.contains("POST /validate"), "{text}");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_a_fast_413() {
+    let server = Server::with(Options {
+        args: vec!["--max-body-bytes".into(), "65536".into()],
+        ..Options::default()
+    });
+    let mut big = review("pod-create-dev");
+    big["request"]["object"]["metadata"]["annotations"] = json!({"blob": "x".repeat(100_000)});
+    let (status, text) = send(
+        &server,
+        &server.client(),
+        reqwest::Method::POST,
+        "/validate",
+        Some("application/json"),
+        serde_json::to_vec(&big).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert!(text.contains("65536 byte limit"), "{text}");
+    // Streamed without a Content-Length, the limit still holds.
+    let stream = futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 4096])));
+    let response = server
+        .client()
+        .post(server.url("/validate"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // Under the limit: decided.
+    let (status, _) = send(
+        &server,
+        &server.client(),
+        reqwest::Method::POST,
+        "/validate",
+        Some("application/json"),
+        serde_json::to_vec(&review("pod-create-dev")).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn garbage_on_the_tls_port_does_not_hurt_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start();
+    // Plain HTTP to the TLS port, then a half-open connection that never speaks.
+    let mut plain = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    plain
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let _silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (status, _) = server.post("/validate", &review("pod-create-dev")).await;
+    assert_eq!(status, 200);
+}

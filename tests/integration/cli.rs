@@ -1,0 +1,237 @@
+//! The CI-facing commands: dry-run, test, check, certs, crd. Exit codes are the contract.
+
+use crate::common::{root, run};
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const DEV_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: dev\nspec:\n  containers:\n  - name: web\n    image: nginx\n";
+
+#[test]
+fn dry_run_exits_0_when_everything_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "ok.yaml", DEV_POD);
+    let (code, out, err) = run(&["dry-run", "-f", &f]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ALLOW Pod dev/web"), "{out}");
+}
+
+#[test]
+fn dry_run_exits_1_on_a_denial_and_names_package_message_and_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "m/all.yaml",
+        &format!("{DEV_POD}---\n{}", DEV_POD.replace("dev", "prod")),
+    );
+    let (code, out, _) = run(&[
+        "dry-run",
+        "-f",
+        dir.path().to_str().unwrap(),
+        "--user",
+        "alice@example.com",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("ALLOW Pod dev/web") && lines[0].ends_with(&format!("{f}:1)")),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("DENY  Pod prod/web") && lines[1].ends_with(&format!("{f}:11)")),
+        "{out}"
+    );
+    assert!(out.contains("[jitguard.namespaces] require_grant: creation of Pod prod/web in protected namespace prod needs a just-in-time grant"), "{out}");
+    assert!(out.contains("to get access: kubectl jit request --namespace prod --resource pods --operation CREATE --name web"), "{out}");
+}
+
+#[test]
+fn dry_run_json_output_is_machine_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "p.yaml", &DEV_POD.replace("dev", "prod"));
+    let (code, out, _) = run(&["dry-run", "-f", &f, "-o", "json", "--operation", "DELETE"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["decision"], "deny");
+    assert_eq!(v[0]["findings"][0]["package"], "jitguard.namespaces");
+    assert_eq!(v[0]["findings"][0]["rule"], "require_grant");
+    assert!(v[0]["request_access"]
+        .as_str()
+        .unwrap()
+        .contains("--operation DELETE"));
+}
+
+#[test]
+fn dry_run_uses_admission_review_files_as_they_are() {
+    let f = root().join("tests/fixtures/admission/pod-exec-prod.json");
+    let (code, out, _) = run(&["dry-run", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("kubectl exec into pod prod/web needs a just-in-time grant"),
+        "{out}"
+    );
+}
+
+#[test]
+fn dry_run_replays_grants_at_any_moment() {
+    let f = root().join("tests/fixtures/admission/pod-exec-prod-bob.json");
+    let f = f.to_str().unwrap();
+    let grants = "manifests/dev/grants.yaml";
+    let (code, out, _) = run(&[
+        "dry-run",
+        "-f",
+        f,
+        "--grants",
+        grants,
+        "--at",
+        "2026-06-01T00:00:00Z",
+        "--explain",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("allowed by grant bob-exec-prod"), "{out}");
+    // Before approval, the grant is not live.
+    let (code, _, _) = run(&[
+        "dry-run",
+        "-f",
+        f,
+        "--grants",
+        grants,
+        "--at",
+        "2025-12-31T23:59:59Z",
+    ]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn dry_run_exits_2_on_parse_errors_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "bad.yaml", &format!("{DEV_POD}---\nkind: [\n"));
+    let (code, out, err) = run(&["dry-run", "-f", &f]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains(&format!("{f}:1")), "{err}");
+    let (code, _, err) = run(&["dry-run", "-f", "/nonexistent.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent.yaml"), "{err}");
+}
+
+#[test]
+fn dry_run_exits_2_on_policy_compile_errors_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("p");
+    write(
+        &policies,
+        "broken.rego",
+        "package broken\n\ndeny contains msg if {\n  msg := \n}\n",
+    );
+    let f = write(dir.path(), "ok.yaml", DEV_POD);
+    let (code, _, err) = run(&[
+        "dry-run",
+        "--policies",
+        policies.to_str().unwrap(),
+        "-f",
+        &f,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("broken.rego:4:") || err.contains("broken.rego:5:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_runs_the_shipped_pack_and_reports_each_test() {
+    let (code, out, err) = run(&["test", "policies"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("PASS ") || l.ends_with(" passed, 0 failed")),
+        "{out}"
+    );
+    assert!(out.contains(
+        "PASS  data.jitguard.interactive_test.test_exec_into_a_protected_pod_needs_a_grant"
+    ));
+}
+
+#[test]
+fn test_exits_1_on_a_failing_test_and_2_on_a_compile_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.rego",
+        "package p\n\ndeny contains \"x\" if input.x == 1\n",
+    );
+    write(
+        dir.path(),
+        "p_test.rego",
+        "package p_test\n\nimport data.p\n\ntest_ok if { \"x\" in p.deny with input as {\"x\": 1} }\n\ntest_wrong if { \"x\" in p.deny with input as {\"x\": 2} }\n",
+    );
+    let (code, out, _) = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("PASS  data.p_test.test_ok"), "{out}");
+    assert!(out.contains("FAIL  data.p_test.test_wrong"), "{out}");
+    assert!(out.trim_end().ends_with("1 passed, 1 failed"), "{out}");
+    write(
+        dir.path(),
+        "p_test.rego",
+        "package p_test\n\ntest_broken if {\n",
+    );
+    let (code, _, err) = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("p_test.rego:"), "{err}");
+}
+
+#[test]
+fn check_compiles_only() {
+    let (code, out, _) = run(&["check", "policies"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("jitguard.namespaces"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "x.rego",
+        "package x\n\ndeny contains \"x\" if http.send({\"url\": \"https://example.com\"})\n",
+    );
+    let (code, _, err) = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "network builtins must not compile: {err}");
+    assert!(err.contains("x.rego:3:"), "{err}");
+}
+
+#[test]
+fn certs_writes_a_pair_and_prints_the_ca_bundle() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("c");
+    let (code, out, err) = run(&[
+        "certs",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--dns",
+        "jitguard.jitguard.svc",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bundle = out.lines().last().unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(bundle)
+        .unwrap();
+    assert_eq!(pem, std::fs::read(out_dir.join("ca.pem")).unwrap());
+    jitguard::server::tls::load_pair(&out_dir.join("tls.crt"), &out_dir.join("tls.key")).unwrap();
+    let (_, again, _) = run(&["certs", "--out", out_dir.to_str().unwrap()]);
+    assert!(again.contains("reused CA"), "{again}");
+    assert_eq!(again.lines().last().unwrap(), bundle);
+}
+
+#[test]
+fn the_committed_crd_is_what_the_code_generates() {
+    let (code, out, _) = run(&["crd"]);
+    assert_eq!(code, 0);
+    let committed =
+        std::fs::read_to_string(root().join("manifests/base/accessrequest-crd.yaml")).unwrap();
+    assert!(
+        committed == out,
+        "manifests/base/accessrequest-crd.yaml is stale: run `cargo run -- crd > manifests/base/accessrequest-crd.yaml`"
+    );
+}

@@ -1,0 +1,173 @@
+//! Health, readiness, shutdown, overload and deadlines.
+
+use std::time::Duration;
+
+use crate::common::{review, with_label, Options, Server};
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served_on_both_listeners() {
+    let server = Server::start();
+    for (url, client) in [
+        (server.ops_url(""), reqwest::Client::new()),
+        (server.url(""), server.client()),
+    ] {
+        let healthz = client.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(healthz.status(), 200);
+        let readyz = client.get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(readyz.status(), 200);
+        let metrics = client.get(format!("{url}/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        assert!(metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert!(metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("jitguard_policies_loaded"));
+    }
+    // The operations listener does not serve the webhook.
+    let r = reqwest::Client::new()
+        .post(server.ops_url("/validate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn sigterm_fails_readiness_first_finishes_in_flight_requests_and_exits() {
+    let mut server = Server::with(Options {
+        args: vec![
+            "--eval-timeout".into(),
+            "1500ms".into(),
+            "--shutdown-delay".into(),
+            "700ms".into(),
+        ],
+        ..Options::default()
+    });
+    let client = server.client();
+    // Warm a keep-alive connection: it sits idle in the client's pool during shutdown.
+    assert_eq!(
+        crate::common::post(&client, &server.url("/validate"), &review("pod-create-dev"))
+            .await
+            .0,
+        200
+    );
+    let slow = with_label(review("pod-create-dev"), "slow", "true");
+    let url = server.url("/validate");
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { crate::common::post(&client, &url, &slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    // Readiness fails at once, while the listener still serves.
+    let mut not_ready = false;
+    for _ in 0..25 {
+        let r = reqwest::get(server.ops_url("/readyz")).await.unwrap();
+        if r.status() == 503 {
+            assert!(r.text().await.unwrap().contains("shutting down"));
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(not_ready, "readiness did not fail after SIGTERM");
+    // The request that was being evaluated still gets its answer.
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["response"]["uid"],
+        review("pod-create-dev")["request"]["uid"]
+    );
+    // Idle keep-alive connections are closed, so the process ends well before the
+    // 20 s drain time-out, and cleanly.
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        server.logs().join("\n")
+    );
+    assert!(server
+        .logs()
+        .iter()
+        .any(|l| l.contains("all connections drained")));
+    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn overload_gets_fast_503s_instead_of_timeouts() {
+    let server = Server::with(Options {
+        args: vec![
+            "--workers".into(),
+            "1".into(),
+            "--queue".into(),
+            "1".into(),
+            "--eval-timeout".into(),
+            "2s".into(),
+        ],
+        ..Options::default()
+    });
+    let client = server.client();
+    let slow = with_label(review("pod-create-dev"), "slow", "true");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (client, url, body) = (client.clone(), server.url("/validate"), slow.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), retry, r.text().await.unwrap())
+        }));
+    }
+    let mut overloaded = 0;
+    for t in tasks {
+        let (status, retry, text) = t.await.unwrap();
+        match status {
+            503 => {
+                overloaded += 1;
+                assert_eq!(retry.as_deref(), Some("1"));
+                assert!(text.contains("evaluation workers are busy"), "{text}");
+            }
+            200 => {}
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert!(overloaded >= 3, "only {overloaded} of 6 were refused");
+    assert!(server
+        .metrics()
+        .await
+        .contains("jitguard_admission_rejected_total{reason=\"overloaded\"}"));
+}
+
+#[tokio::test]
+async fn the_api_server_timeout_is_answered_with_a_reasoned_deny_before_it_runs_out() {
+    let server = Server::with(Options {
+        args: vec!["--eval-timeout".into(), "20s".into()],
+        ..Options::default()
+    });
+    let body = with_label(review("pod-create-dev"), "slow", "true");
+    let (status, response) =
+        crate::common::post(&server.client(), &server.url("/validate?timeout=1s"), &body).await;
+    assert_eq!(status, 200, "{response}");
+    let r = &response["response"];
+    assert_eq!(r["uid"], body["request"]["uid"]);
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not decide within the API server's 1000ms webhook timeout"),
+        "{r}"
+    );
+}

@@ -1,0 +1,19 @@
+//! End-to-end tests: the real binary over TLS, a real HTTPS client.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admission;
+mod bad_input;
+mod cli;
+mod grants;
+mod lifecycle;
+mod opa;
+mod reload;
+mod watch;
