@@ -435,12 +435,24 @@ fn discover_packages(engine: &Engine) -> Result<Vec<PackageInfo>, LoadError> {
     Ok(packages)
 }
 
+/// `data.a.b`, with brackets only for components that are not identifiers. Dot notation
+/// matters: regorus resolves `data.a.b.deny` to the rule directly, while a bracketed
+/// `data["a"]` evaluates every rule under `data.a` first.
 fn reference(components: &[String]) -> String {
     let mut out = String::from("data");
     for c in components {
-        // serde_json's string escaping is valid Rego string syntax.
-        let quoted = serde_json::to_string(c).unwrap_or_else(|_| format!("{c:?}"));
-        let _ = write!(out, "[{quoted}]");
+        let identifier = c
+            .chars()
+            .next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if identifier {
+            let _ = write!(out, ".{c}");
+        } else {
+            // serde_json's string escaping is valid Rego string syntax.
+            let quoted = serde_json::to_string(c).unwrap_or_else(|_| format!("{c:?}"));
+            let _ = write!(out, "[{quoted}]");
+        }
     }
     out
 }
@@ -455,18 +467,13 @@ fn aggregate_module(packages: &[PackageInfo]) -> String {
         let mut fields = Vec::new();
         for kind in FINDING_RULES {
             if pkg.declares(kind.name()) {
-                fields.push(format!(
-                    "\"{}\": {}[\"{}\"]",
-                    kind.name(),
-                    pkg.reference,
-                    kind.name()
-                ));
+                fields.push(format!("\"{0}\": {1}.{0}", kind.name(), pkg.reference));
             }
         }
         if pkg.declares("enforcement") {
             fields.push(format!("\"enforcement\": e{i}"));
             let _ = writeln!(rego, "default e{i} := \"deny\"");
-            let _ = writeln!(rego, "e{i} := {}[\"enforcement\"]", pkg.reference);
+            let _ = writeln!(rego, "e{i} := {}.enforcement", pkg.reference);
         }
         let _ = writeln!(rego, "p{i} := {{{}}}\n", fields.join(", "));
     }

@@ -180,7 +180,7 @@ impl Worker {
 /// that decisions are reproducible, and the requester's live grants.
 fn add_jit(review: &mut Value, now: Timestamp, live: &[Arc<grant::Grant>]) {
     let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
-    let grants: Vec<Value> = live.iter().map(|g| g.value.clone()).collect();
+    let grants: Vec<Value> = live.iter().map(|g| g.value()).collect();
     let mut jit = std::collections::BTreeMap::new();
     jit.insert(Value::from("now_ns"), Value::from(now_ns));
     jit.insert(Value::from("grants"), Value::from(grants));

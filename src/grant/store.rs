@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -24,8 +24,11 @@ pub struct Grant {
     pub approved_at: Timestamp,
     pub expires_at: Timestamp,
     pub break_glass: bool,
-    /// What policies see in `input.jit.grants`, built once here, not per request.
-    pub value: Value,
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// What policies see in `input.jit.grants`: built on a grant's first use and kept,
+    /// so that the many grants never used cost no policy value at all.
+    value: OnceLock<Value>,
 }
 
 impl Grant {
@@ -49,24 +52,6 @@ impl Grant {
             _ => by_duration,
         };
         let spec = &ar.spec;
-        let mut value = serde_json::json!({
-            "name": name,
-            "requester": spec.requester,
-            "scope": spec.scope,
-            "reason": spec.reason,
-            "breakGlass": spec.break_glass,
-            "approvedAt": approved_at.to_string(),
-            "expiresAt": expires_at.to_string(),
-            "approvedAtNs": i64::try_from(approved_at.as_nanosecond()).unwrap_or(i64::MAX),
-            "expiresAtNs": i64::try_from(expires_at.as_nanosecond()).unwrap_or(i64::MAX),
-        });
-        // Absent rather than null, so that `not grant.ticket` reads as policies expect.
-        for (key, field) in [("ticket", &spec.ticket), ("group", &spec.group)] {
-            if let (Some(v), Some(map)) = (field, value.as_object_mut()) {
-                map.insert(key.to_string(), serde_json::Value::from(v.clone()));
-            }
-        }
-        let value = Value::from(value);
         Some(Self {
             name: name.into(),
             requester: spec.requester.clone(),
@@ -75,12 +60,42 @@ impl Grant {
             approved_at,
             expires_at,
             break_glass: spec.break_glass,
-            value,
+            reason: spec.reason.clone(),
+            ticket: spec.ticket.clone(),
+            value: OnceLock::new(),
         })
     }
 
     pub fn live_at(&self, now: Timestamp) -> bool {
         self.approved_at <= now && now < self.expires_at
+    }
+
+    /// The grant as `input.jit.grants` shows it.
+    pub fn value(&self) -> Value {
+        self.value
+            .get_or_init(|| {
+                let nanos = |t: Timestamp| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX);
+                let mut value = serde_json::json!({
+                    "name": &*self.name,
+                    "requester": self.requester,
+                    "scope": self.scope,
+                    "reason": self.reason,
+                    "breakGlass": self.break_glass,
+                    "approvedAt": self.approved_at.to_string(),
+                    "expiresAt": self.expires_at.to_string(),
+                    "approvedAtNs": nanos(self.approved_at),
+                    "expiresAtNs": nanos(self.expires_at),
+                });
+                // Absent rather than null, so that `not grant.ticket` reads as policies
+                // expect.
+                for (key, field) in [("ticket", &self.ticket), ("group", &self.group)] {
+                    if let (Some(v), Some(map)) = (field, value.as_object_mut()) {
+                        map.insert(key.to_string(), serde_json::Value::from(v.clone()));
+                    }
+                }
+                Value::from(value)
+            })
+            .clone()
     }
 }
 
