@@ -89,7 +89,7 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs::run(&args),
         Command::Crd => match crd_yaml() {
             Ok(yaml) => {
-                print!("{yaml}");
+                emit(&yaml);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -109,6 +109,22 @@ pub fn crd_yaml() -> Result<String, yaml_serde::Error> {
         yaml_serde::to_string(&crd)?
     ))
 }
+
+/// Writes a command's output. Not `print!`: that panics when stdout is closed
+/// (`jitguard dry-run ... | head -1`); a closed pipe just ends the output.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `writeln!` into a `String` (infallible; the result is discarded on purpose).
+macro_rules! w {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+pub(crate) use w;
 
 /// `serve` logs to stdout (the container convention); the other commands keep stdout for
 /// their results and log to stderr.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::exit;
+use super::{exit, w};
 
 #[derive(Args, Debug)]
 pub struct CertsArgs {
@@ -38,26 +38,35 @@ pub fn run(args: &CertsArgs) -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    println!(
+    let mut out = String::new();
+    w!(
+        out,
         "{} CA:            {}",
         if issued.reused_ca { "reused" } else { "new" },
         issued.ca.display()
     );
-    println!("serving cert:      {}", issued.cert.display());
-    println!("serving key:       {}", issued.key.display());
+    w!(out, "serving cert:      {}", issued.cert.display());
+    w!(out, "serving key:       {}", issued.key.display());
     if let Some(name) = &args.client {
         match crate::certs::issue_client(&args.out, name) {
-            Ok((cert, key)) => println!("client cert/key:   {} {}", cert.display(), key.display()),
+            Ok((cert, key)) => w!(
+                out,
+                "client cert/key:   {} {}",
+                cert.display(),
+                key.display()
+            ),
             Err(e) => {
                 eprintln!("jitguard certs: {e}");
                 return ExitCode::from(exit::ERROR);
             }
         }
     }
-    println!("names:             {}", args.dns.join(", "));
-    println!(
+    w!(out, "names:             {}", args.dns.join(", "));
+    w!(
+        out,
         "\ncaBundle (for clientConfig.caBundle in the webhook configurations):\n{}",
         issued.ca_bundle
     );
+    super::emit(&out);
     ExitCode::SUCCESS
 }

@@ -9,6 +9,8 @@ use arc_swap::ArcSwap;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use super::w;
+
 use super::exit;
 use crate::admission::Operation;
 use crate::audit::Audit;
@@ -68,7 +70,7 @@ pub enum WebhookArg {
 pub fn run(args: &DryRunArgs) -> ExitCode {
     match decide_all(args) {
         Ok(results) => {
-            print(args, &results);
+            super::emit(&render(args, &results));
             if results.iter().any(|(_, r)| !r.decision.allowed) {
                 ExitCode::from(exit::FAILED)
             } else {
@@ -127,10 +129,11 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
         .collect()
 }
 
-fn print(args: &DryRunArgs, results: &Results) {
+fn render(args: &DryRunArgs, results: &Results) -> String {
+    let mut out = String::new();
     match args.output {
         Output::Json => {
-            let out: Vec<_> = results
+            let items: Vec<_> = results
                 .iter()
                 .map(|(item, r)| {
                     json!({
@@ -150,7 +153,11 @@ fn print(args: &DryRunArgs, results: &Results) {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            w!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
         }
         Output::Text => {
             for (item, r) in results {
@@ -160,11 +167,12 @@ fn print(args: &DryRunArgs, results: &Results) {
                     Verdict::Warn => "WARN ",
                     Verdict::Deny => "DENY ",
                 };
-                println!("{verdict} {}  ({})", item.label, item.source);
+                w!(out, "{verdict} {}  ({})", item.label, item.source);
                 for pkg in &r.evaluation.packages {
                     for f in &pkg.findings {
                         if args.explain {
-                            println!(
+                            w!(
+                                out,
                                 "      package {} rule {} (enforcement {}): {}",
                                 pkg.package,
                                 f.rule.name(),
@@ -172,28 +180,31 @@ fn print(args: &DryRunArgs, results: &Results) {
                                 f.msg
                             );
                         } else if !matches!(f.rule, crate::policy::RuleKind::Warn) {
-                            println!("      [{}] {}: {}", pkg.package, f.rule.name(), f.msg);
+                            w!(out, "      [{}] {}: {}", pkg.package, f.rule.name(), f.msg);
                         }
                     }
                 }
                 for e in &d.errors {
-                    println!("      error: {e}");
+                    w!(out, "      error: {e}");
                 }
                 for w in &d.warnings {
-                    println!("      warning: {w}");
+                    w!(out, "      warning: {w}");
                 }
                 if let Some(request) = &d.request_access {
-                    println!("      to get access: {request}");
+                    w!(out, "      to get access: {request}");
                 }
                 if args.explain {
                     if let Some(g) = &d.grant {
-                        println!(
+                        w!(
+                            out,
                             "      allowed by grant {} (expires {})",
-                            g.name, g.expires_at
+                            g.name,
+                            g.expires_at
                         );
                     }
                     for op in &d.patch {
-                        println!(
+                        w!(
+                            out,
                             "      patch: {}",
                             serde_json::to_string(op).unwrap_or_default()
                         );
@@ -202,4 +213,5 @@ fn print(args: &DryRunArgs, results: &Results) {
             }
         }
     }
+    out
 }

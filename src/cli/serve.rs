@@ -297,7 +297,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(addr = %local, workers, "serving admission webhooks over TLS");
     if args.dev {
-        print_dev_banner(local);
+        let ops_addr = ops.as_ref().and_then(|l| l.local_addr().ok());
+        print_dev_banner(local, ops_addr);
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -400,16 +401,13 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_dev_banner(addr: SocketAddr) {
+fn print_dev_banner(addr: SocketAddr, ops: Option<SocketAddr>) {
+    use std::io::Write as _;
     let ca = Path::new(DEV_DIR).join(crate::certs::CA_CERT);
     let url = format!("https://{addr}");
-    let curl = |fixture: &str| {
-        format!(
-            "curl --cacert {} -H 'Content-Type: application/json' --data @{fixture} {url}/validate",
-            ca.display()
-        )
-    };
-    println!("\njitguard is serving {url} (development mode: shipped policies, {DEV_GRANTS}, a self-signed certificate)");
+    let mut text = format!(
+        "\njitguard is serving {url} (development mode: shipped policies, {DEV_GRANTS}, a self-signed certificate)\n"
+    );
     for (what, fixture) in [
         (
             "allowed (a plain Pod in a dev namespace)",
@@ -421,8 +419,20 @@ fn print_dev_banner(addr: SocketAddr) {
         ),
     ] {
         if Path::new(fixture).exists() {
-            println!("  {what}:\n    {}", curl(fixture));
+            text.push_str(&format!(
+                "  {what}:\n    curl --cacert {} -H 'Content-Type: application/json' --data @{fixture} {url}/validate\n",
+                ca.display()
+            ));
         }
     }
-    println!("  health: curl http://127.0.0.1:9090/readyz    metrics: curl http://127.0.0.1:9090/metrics\n");
+    if let Some(ops) = ops {
+        text.push_str(&format!(
+            "  readiness: curl http://{ops}/readyz    metrics: curl http://{ops}/metrics\n"
+        ));
+    }
+    text.push_str(
+        "  decide manifests offline: cargo run -- dry-run -f tests/fixtures/admission/\n\n",
+    );
+    // Not println!: a closed stdout must not bring the webhook down.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::exit;
+use super::{exit, w};
 use crate::policy::testing::{self, Outcome};
 use crate::policy::{EvalOptions, PolicySet, Sources};
 
@@ -36,32 +36,40 @@ pub fn run_tests(args: &TestArgs) -> ExitCode {
         }
     };
     let mut failed = 0;
+    let mut out = String::new();
     for r in &results {
         let case = &r.case;
         let micros = r.duration.as_micros();
         let at = format!("{}:{}", case.file.display(), case.line);
         match &r.outcome {
-            Outcome::Pass => println!(
+            Outcome::Pass => w!(
+                out,
                 "PASS  data.{}.{}  {at} ({micros}µs)",
-                case.package, case.name
+                case.package,
+                case.name
             ),
             Outcome::Fail => {
                 failed += 1;
-                println!(
+                w!(
+                    out,
                     "FAIL  data.{}.{}  {at} ({micros}µs)",
-                    case.package, case.name
+                    case.package,
+                    case.name
                 );
             }
             Outcome::Error(e) => {
                 failed += 1;
-                println!(
+                w!(
+                    out,
                     "FAIL  data.{}.{}  {at}: error: {e}",
-                    case.package, case.name
+                    case.package,
+                    case.name
                 );
             }
         }
     }
-    println!("{} passed, {failed} failed", results.len() - failed);
+    w!(out, "{} passed, {failed} failed", results.len() - failed);
+    super::emit(&out);
     if failed > 0 {
         ExitCode::from(exit::FAILED)
     } else {
@@ -77,13 +85,16 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
     });
     match checked {
         Ok((sources, set)) => {
-            println!(
+            let mut out = String::new();
+            w!(
+                out,
                 "ok: {} policy files, {} test files, {} data files; packages: {}",
                 sources.modules.len(),
                 sources.tests.len(),
                 sources.data.len(),
                 set.package_names().join(", ")
             );
+            super::emit(&out);
             ExitCode::from(exit::OK)
         }
         Err(e) => {

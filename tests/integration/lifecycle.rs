@@ -171,3 +171,60 @@ async fn the_api_server_timeout_is_answered_with_a_reasoned_deny_before_it_runs_
         "{r}"
     );
 }
+
+/// The README's first command: `serve --dev` from the repository, then the curl lines it
+/// prints, run as printed.
+#[tokio::test]
+async fn the_dev_first_run_prints_curl_lines_that_allow_and_deny() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::common::BIN)
+        .current_dir(crate::common::root())
+        .args([
+            "serve",
+            "--dev",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Reads to the end: the server's stdout stays open while it runs.
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.trim_start().starts_with("curl --cacert") {
+                let _ = tx.send(line.trim().to_string());
+            }
+        }
+    });
+    let lines: Vec<String> = (0..2)
+        .map(|_| rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let mut answers = Vec::new();
+    for line in &lines {
+        let out = std::process::Command::new("sh")
+            .current_dir(crate::common::root())
+            .args(["-c", &format!("{line} --silent --show-error")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        answers.push(v["response"]["allowed"].clone());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        answers,
+        vec![serde_json::json!(true), serde_json::json!(false)]
+    );
+}
