@@ -40,6 +40,7 @@ fn worker() -> Worker {
         options: Options::default(),
         audit: Audit::disabled(),
         metrics: Metrics::new().expect("metrics"),
+        controller: jitguard::review::DEFAULT_CONTROLLER.into(),
     })
 }
 

@@ -189,6 +189,30 @@ impl Audit {
         self.emit_grant(&record);
     }
 
+    /// A step of the approval workflow admitted by the webhook (`access.requested`,
+    /// `access.approved`, `access.revoked`, ...).
+    pub fn access_event(&self, event: &str, request: &str, by: &str) {
+        #[derive(Serialize)]
+        struct AccessRecord<'a> {
+            time: String,
+            event: &'a str,
+            request: &'a str,
+            by: &'a str,
+        }
+        let record = AccessRecord {
+            time: jiff::Timestamp::now().to_string(),
+            event,
+            request,
+            by,
+        };
+        if event.contains("break_glass") {
+            tracing::warn!(target: TARGET, event, request, by, "BREAK-GLASS access workflow");
+        } else {
+            tracing::info!(target: TARGET, event, request, by, "access workflow");
+        }
+        self.write(&record);
+    }
+
     pub fn grant_event_named(&self, event: &str, name: &str, requester: &str, by: &str) {
         let record = GrantRecord {
             time: jiff::Timestamp::now().to_string(),

@@ -116,6 +116,12 @@ pub struct Target<'a> {
     pub operation: Operation,
     /// The object, as JSON, when something may patch it (`/mutate` only).
     pub object: Option<&'a serde_json::Value>,
+    /// What the built-in approval workflow refuses (AccessRequests only). Identity,
+    /// self-approval and immutability are not policy: these deny in every enforcement
+    /// mode, even `--enforcement audit`.
+    pub workflow_denials: &'a [String],
+    /// The workflow's stamps, applied on `/mutate`.
+    pub workflow_patch: &'a [json_patch::PatchOperation],
 }
 
 /// Combines findings:
@@ -132,6 +138,8 @@ pub fn decide(
         webhook,
         operation,
         object,
+        workflow_denials,
+        workflow_patch,
     } = target;
     let mut denies = Vec::new();
     let mut needs_grant = Vec::new();
@@ -170,6 +178,15 @@ pub fn decide(
         if webhook == Webhook::Mutate {
             patch.extend(pkg.patch.iter().cloned());
         }
+    }
+
+    denies.extend(
+        workflow_denials
+            .iter()
+            .map(|d| format!("[jitguard.workflow] {d}")),
+    );
+    if webhook == Webhook::Mutate {
+        patch.extend(workflow_patch.iter().cloned());
     }
 
     let mut grant_used = None;
@@ -373,6 +390,8 @@ mod tests {
             webhook: Webhook::Validate,
             operation: Operation::Create,
             object: None,
+            workflow_denials: &[],
+            workflow_patch: &[],
         }
     }
 
@@ -381,7 +400,33 @@ mod tests {
             webhook: Webhook::Mutate,
             operation,
             object: Some(object),
+            workflow_denials: &[],
+            workflow_patch: &[],
         }
+    }
+
+    #[test]
+    fn workflow_refusals_deny_even_in_audit_mode() {
+        let denials = vec!["you cannot approve or deny your own request".to_string()];
+        let target = Target {
+            workflow_denials: &denials,
+            ..validate()
+        };
+        let d = decide(
+            &Evaluation::default(),
+            &not_covered(),
+            target,
+            Options {
+                enforcement: Some(Enforcement::Audit),
+                ..Options::default()
+            },
+        );
+        assert!(!d.allowed);
+        assert!(
+            d.message.contains("[jitguard.workflow] you cannot approve"),
+            "{}",
+            d.message
+        );
     }
 
     fn run(packages: Vec<PackageResult>, grant: &GrantCheck) -> Decision {

@@ -15,6 +15,7 @@
 //! so the two can never disagree.
 
 pub mod admission;
+pub mod approval;
 pub mod audit;
 pub mod certs;
 pub mod cli;

@@ -30,6 +30,22 @@ const FINDING_RULES: [RuleKind; 5] = [
     RuleKind::Patch,
 ];
 
+/// The package whose rules parameterise the approval workflow (see `approval`).
+pub const ACCESS_PACKAGE: &str = "jitguard.access";
+
+/// The workflow parameters the access package may define.
+const ACCESS_RULES: [&str; 7] = [
+    "approval_requirements",
+    "auto_approve",
+    "break_glass_groups",
+    "break_glass_max_duration",
+    "admin_groups",
+    "pending_ttl",
+    "allow_escalating_roles",
+];
+
+const ACCESS_RULE: &str = "data.__jitguard.access";
+
 /// The generated package that gathers every package's contract rules in one evaluation.
 /// Reserved: user packages may not use it.
 const AGGREGATE_PACKAGE: &str = "__jitguard";
@@ -176,6 +192,8 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 pub struct PolicySet {
     template: Engine,
     packages: Vec<PackageInfo>,
+    /// Whether the access package defines workflow parameters.
+    has_access: bool,
     generation: u64,
     digest: u64,
     files: usize,
@@ -205,20 +223,26 @@ impl PolicySet {
                 .map_err(|e| LoadError::compile(&e))?;
         }
         sources.add_data(&mut engine)?;
-        let packages = discover_packages(&engine)?;
+        let all = discover_packages(&engine)?;
+        let access = all
+            .iter()
+            .find(|p| &*p.name == ACCESS_PACKAGE && ACCESS_RULES.iter().any(|r| p.declares(r)))
+            .cloned();
+        let packages: Vec<PackageInfo> = all.into_iter().filter(has_contract_rules).collect();
         if packages.is_empty() {
             return Err(LoadError::Empty(sources.root.clone()));
         }
         engine
             .add_policy(
                 "<jitguard aggregate>".to_string(),
-                aggregate_module(&packages),
+                aggregate_module(&packages, access.as_ref()),
             )
             .map_err(|e| LoadError::compile(&e))?;
         prepare(&mut engine)?;
         check_functions(&engine)?;
         Ok(Self {
             template: engine,
+            has_access: access.is_some(),
             packages,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             digest: sources.digest,
@@ -300,6 +324,29 @@ impl PolicyEngine {
             },
             Err(e) => self.evaluate_each(&e.to_string()),
         }
+    }
+
+    /// The approval workflow's parameters for an AccessRequest admission (`input` as for
+    /// `evaluate`). Without an access package: the safe defaults of [`AccessPolicy`].
+    pub fn access_policy(
+        &mut self,
+        input: &Value,
+    ) -> Result<crate::approval::AccessPolicy, String> {
+        if !self.set.has_access {
+            return Ok(crate::approval::AccessPolicy::default());
+        }
+        self.engine.set_input(input.clone());
+        let value = self
+            .engine
+            .eval_rule(ACCESS_RULE.to_string())
+            .map_err(|e| {
+                format!(
+                    "the access policy ({ACCESS_PACKAGE}) failed: {}",
+                    one_line(&e.to_string())
+                )
+            })?;
+        crate::approval::AccessPolicy::from_value(&value)
+            .map_err(|e| format!("the access policy ({ACCESS_PACKAGE}): {e}"))
     }
 
     /// Slow path after the aggregate failed: evaluate package by package so the error is
@@ -405,6 +452,7 @@ fn discover_packages(engine: &Engine) -> Result<Vec<PackageInfo>, LoadError> {
             .iter()
             .map(|k| k.name())
             .chain(std::iter::once("enforcement"))
+            .chain(ACCESS_RULES)
         {
             let has = engine
                 .has_declared_rule_rooted_at(&module.source_file, rule)
@@ -428,11 +476,18 @@ fn discover_packages(engine: &Engine) -> Result<Vec<PackageInfo>, LoadError> {
             }),
         }
     }
-    // Packages that declare no contract rule (libraries such as jitguard.lib) are not
-    // evaluated per request: they are only reached through the packages that use them.
-    packages.retain(|p| !p.declares.is_empty());
     packages.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(packages)
+}
+
+/// Packages with contract rules are evaluated on every request; packages that declare
+/// none (libraries such as jitguard.lib) are only reached through those that use them.
+fn has_contract_rules(p: &PackageInfo) -> bool {
+    FINDING_RULES
+        .iter()
+        .map(|k| k.name())
+        .chain(std::iter::once("enforcement"))
+        .any(|r| p.declares(r))
 }
 
 /// `data.a.b`, with brackets only for components that are not identifiers. Dot notation
@@ -459,7 +514,7 @@ fn reference(components: &[String]) -> String {
 
 /// The generated module: one object per package holding its contract rules, so that one
 /// evaluation answers for every package and per-package attribution stays possible.
-fn aggregate_module(packages: &[PackageInfo]) -> String {
+fn aggregate_module(packages: &[PackageInfo], access: Option<&PackageInfo>) -> String {
     let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n");
     let names: Vec<String> = (0..packages.len()).map(|i| format!("p{i}")).collect();
     let _ = writeln!(rego, "findings := [{}]\n", names.join(", "));
@@ -476,6 +531,16 @@ fn aggregate_module(packages: &[PackageInfo]) -> String {
             let _ = writeln!(rego, "e{i} := {}.enforcement", pkg.reference);
         }
         let _ = writeln!(rego, "p{i} := {{{}}}\n", fields.join(", "));
+    }
+    if let Some(access) = access {
+        // Workflow parameters, each `null` where the policy leaves it undefined.
+        let mut fields = Vec::new();
+        for rule in ACCESS_RULES.iter().filter(|r| access.declares(r)) {
+            let _ = writeln!(rego, "default a_{rule} := null");
+            let _ = writeln!(rego, "a_{rule} := {}.{rule}", access.reference);
+            fields.push(format!("\"{rule}\": a_{rule}"));
+        }
+        let _ = writeln!(rego, "\naccess := {{{}}}", fields.join(", "));
     }
     rego
 }

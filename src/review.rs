@@ -9,10 +9,11 @@ use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use regorus::Value;
 
-use crate::admission::{self, AdmissionInput, ReviewError};
+use crate::admission::{self, AdmissionInput, Operation, RequestInfo, ReviewError};
+use crate::approval;
 use crate::audit::{Audit, DecisionRecord};
 use crate::decision::{self, Decision, GrantCheck, Options, Webhook};
-use crate::grant::{self, GrantStore};
+use crate::grant::{self, AccessRequest, GrantStore};
 use crate::metrics::Metrics;
 use crate::policy::{Enforcement, Evaluation, PolicyEngine, PolicySet};
 
@@ -24,7 +25,14 @@ pub struct Reviewer {
     pub options: Options,
     pub audit: Audit,
     pub metrics: Metrics,
+    /// jitguard's own identity in the cluster (its service account's username): the
+    /// only one the approval workflow lets set phase, approvedAt and expiresAt.
+    pub controller: Arc<str>,
 }
+
+/// The default identity of jitguard's controller (manifests/: namespace and account
+/// `jitguard`).
+pub const DEFAULT_CONTROLLER: &str = "system:serviceaccount:jitguard:jitguard";
 
 /// A decided review.
 #[derive(Debug)]
@@ -109,9 +117,16 @@ impl Worker {
             }
         };
 
+        let workflow = if is_access_request(&input.request) {
+            self.workflow(&input, webhook, now)
+        } else {
+            approval::Outcome::default()
+        };
+
         // The object is converted for JSON Patch only when something will patch it.
         let wants_object = webhook == Webhook::Mutate
             && (matches!(check, GrantCheck::Covered(_))
+                || !workflow.patch.is_empty()
                 || evaluation.packages.iter().any(|p| !p.patch.is_empty()));
         let object = wants_object
             .then(|| serde_json::to_value(&input.review["request"]["object"]).ok())
@@ -121,8 +136,16 @@ impl Worker {
             webhook,
             operation: input.request.operation,
             object: object.as_ref(),
+            workflow_denials: &workflow.denials,
+            workflow_patch: &workflow.patch,
         };
         let decision = decision::decide(&evaluation, &check, target, options);
+        if decision.allowed && !input.request.dry_run {
+            let name = &input.request.name;
+            for (event, by) in &workflow.events {
+                self.reviewer.audit.access_event(event, name, by);
+            }
+        }
 
         let review = admission::respond(&input.request.uid, &decision);
         let body = admission::encode(&review);
@@ -134,6 +157,79 @@ impl Worker {
             decision,
             body,
         })
+    }
+
+    /// The approval workflow's verdict on an AccessRequest admission. A request that
+    /// cannot be read, or an access policy that cannot decide, is refused: the workflow
+    /// fails closed like every other decision.
+    fn workflow(
+        &mut self,
+        input: &AdmissionInput,
+        webhook: Webhook,
+        now: Timestamp,
+    ) -> approval::Outcome {
+        let request = &input.request;
+        let read = |v: &Value| -> Result<Option<AccessRequest>, String> {
+            if matches!(v, Value::Undefined | Value::Null) {
+                return Ok(None);
+            }
+            let json = serde_json::to_value(v).map_err(|e| e.to_string())?;
+            serde_json::from_value(json)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        };
+        let refuse = |reason: String| approval::Outcome {
+            denials: vec![reason],
+            ..Default::default()
+        };
+        let object = match read(&input.review["request"]["object"]) {
+            Ok(Some(o)) => o,
+            Ok(None) => return approval::Outcome::default(),
+            Err(e) => return refuse(format!("the AccessRequest does not match its schema: {e}")),
+        };
+        let old = match read(&input.review["request"]["oldObject"]) {
+            Ok(old) => old,
+            Err(e) => {
+                return refuse(format!(
+                    "the stored AccessRequest does not match its schema: {e}"
+                ))
+            }
+        };
+        let policy = match self.engine().access_policy(&input.review) {
+            Ok(p) => p,
+            Err(e) => return refuse(e),
+        };
+        // For spec.extends: the end of the requester's live grant being extended.
+        let spec = &object.spec;
+        let requester = if request.operation == Operation::Create {
+            (request.user.as_str(), request.groups.as_slice())
+        } else {
+            (spec.requester.as_str(), spec.requester_groups.as_slice())
+        };
+        let extended_end = spec.extends.as_deref().and_then(|name| {
+            self.reviewer
+                .grants
+                .index()
+                .live_for(requester.0, requester.1, now)
+                .iter()
+                .find(|g| &*g.name == name && g.requester == requester.0 && g.scope == spec.scope)
+                .map(|g| g.expires_at)
+        });
+        let change = approval::Change {
+            caller: approval::Caller {
+                user: &request.user,
+                groups: &request.groups,
+            },
+            operation: request.operation,
+            sub_resource: &request.sub_resource,
+            object: &object,
+            old: old.as_ref(),
+            policy: &policy,
+            now,
+            controller: &self.reviewer.controller,
+            extended_end,
+        };
+        approval::admit(&change, webhook == Webhook::Mutate)
     }
 
     fn record(
@@ -174,6 +270,10 @@ impl Worker {
             latency,
         ));
     }
+}
+
+fn is_access_request(request: &RequestInfo) -> bool {
+    request.group == "jitguard.dev" && request.resource == "accessrequests"
 }
 
 /// `input.jit`: the request's time, which policies use instead of `time.now_ns()` so

@@ -112,6 +112,7 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
         },
         audit: Audit::disabled(),
         metrics: Metrics::new().map_err(|e| e.to_string())?,
+        controller: crate::review::DEFAULT_CONTROLLER.into(),
     });
     let now = args.at.unwrap_or_else(jiff::Timestamp::now);
     let webhook = match args.webhook {

@@ -88,6 +88,13 @@ pub struct ServeArgs {
     /// Also append audit records to this file as JSON lines.
     #[arg(long, env = "JITGUARD_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
+    /// The namespace jitguard runs in (its leader-election Lease lives there).
+    #[arg(long, env = "JITGUARD_NAMESPACE", default_value = "jitguard")]
+    pub namespace: String,
+    /// jitguard's service account: as `system:serviceaccount:NAMESPACE:NAME` it is the only
+    /// identity that may set an AccessRequest's phase, approvedAt and expiresAt.
+    #[arg(long, env = "JITGUARD_SERVICE_ACCOUNT", default_value = "jitguard")]
+    pub service_account: String,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -268,6 +275,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         audit,
         metrics: metrics.clone(),
+        controller: format!(
+            "system:serviceaccount:{}:{}",
+            args.namespace, args.service_account
+        )
+        .into(),
     };
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -17,3 +17,4 @@ mod lifecycle;
 mod opa;
 mod reload;
 mod watch;
+mod workflow;

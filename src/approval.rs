@@ -1,0 +1,1209 @@
+//! The approval workflow's rules for AccessRequests, as the webhook enforces them on
+//! CREATE, UPDATE and the status subresource. Pure: the caller's identity comes from the
+//! AdmissionReview's userInfo, the time from the server, the parameters (approvers,
+//! thresholds, break-glass group, ...) from the access policy in Rego; the identity,
+//! self-approval and immutability rules are here, in code, and no policy can change them.
+//!
+//! On `/mutate` jitguard stamps what only it may say (who asked, who approved and when,
+//! the phase that follows); on `/validate` it recomputes the same and refuses any
+//! difference, so a request that skipped the mutating webhook is refused, not trusted.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use regorus::Value;
+
+use crate::admission::Operation;
+use crate::grant::resource::{parse_duration, Approval, ApprovalDecision};
+use crate::grant::{AccessRequest, AccessRequestStatus, Phase};
+
+/// How far a stamped time may lie behind the validating webhook's clock: the mutating
+/// webhook stamped it moments before, on this or another replica.
+const STAMP_TOLERANCE: SignedDuration = SignedDuration::from_secs(60);
+
+/// Prefix of approvals recorded by policy rather than by a person.
+pub const POLICY_APPROVER: &str = "policy:";
+
+/// One requirement: `count` different approvers, each a member of one of `groups`.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+pub struct Requirement {
+    #[serde(default)]
+    pub name: String,
+    pub groups: Vec<String>,
+    #[serde(default = "one")]
+    pub count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The workflow parameters the access policy (`jitguard.access`) provides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessPolicy {
+    /// Every requirement must be met (AND); one person counts for one requirement only.
+    pub requirements: Vec<Requirement>,
+    /// Names of the policy rules that approve this request at creation.
+    pub auto_approve: Vec<String>,
+    pub break_glass_groups: Vec<String>,
+    pub break_glass_max: Option<Duration>,
+    pub admin_groups: Vec<String>,
+    pub pending_ttl: Duration,
+    pub allow_escalating_roles: bool,
+}
+
+impl Default for AccessPolicy {
+    /// Without an access policy nobody can approve, break glass or revoke but the
+    /// requester: requests stay pending and lapse. Safe, and visibly so.
+    fn default() -> Self {
+        Self {
+            requirements: Vec::new(),
+            auto_approve: Vec::new(),
+            break_glass_groups: Vec::new(),
+            break_glass_max: None,
+            admin_groups: Vec::new(),
+            pending_ttl: Duration::from_secs(24 * 3600),
+            allow_escalating_roles: false,
+        }
+    }
+}
+
+impl AccessPolicy {
+    /// Reads the values of the policy's rules (`null` where a rule is not defined).
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
+        let mut policy = Self::default();
+        let field = |name: &str| json.get(name).filter(|v| !v.is_null());
+        if let Some(v) = field("approval_requirements") {
+            policy.requirements = serde_json::from_value(v.clone()).map_err(|e| {
+                format!("approval_requirements must be a list of {{name, groups, count}}: {e}")
+            })?;
+        }
+        if let Some(v) = field("auto_approve") {
+            policy.auto_approve = strings(v, "auto_approve")?;
+        }
+        if let Some(v) = field("break_glass_groups") {
+            policy.break_glass_groups = strings(v, "break_glass_groups")?;
+        }
+        if let Some(v) = field("break_glass_max_duration") {
+            policy.break_glass_max = Some(duration(v, "break_glass_max_duration")?);
+        }
+        if let Some(v) = field("admin_groups") {
+            policy.admin_groups = strings(v, "admin_groups")?;
+        }
+        if let Some(v) = field("pending_ttl") {
+            policy.pending_ttl = duration(v, "pending_ttl")?;
+        }
+        if let Some(v) = field("allow_escalating_roles") {
+            policy.allow_escalating_roles = v
+                .as_bool()
+                .ok_or("allow_escalating_roles must be true or false")?;
+        }
+        Ok(policy)
+    }
+
+    fn eligible(&self, groups: &[String]) -> bool {
+        self.requirements
+            .iter()
+            .any(|r| r.groups.iter().any(|g| groups.contains(g)))
+    }
+
+    fn approver_groups(&self) -> String {
+        let all: BTreeSet<&str> = self
+            .requirements
+            .iter()
+            .flat_map(|r| r.groups.iter().map(String::as_str))
+            .collect();
+        if all.is_empty() {
+            "none: the access policy names no approvers".into()
+        } else {
+            all.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    }
+}
+
+fn strings(v: &serde_json::Value, name: &str) -> Result<Vec<String>, String> {
+    serde_json::from_value(v.clone()).map_err(|_| format!("{name} must be a list of strings"))
+}
+
+fn duration(v: &serde_json::Value, name: &str) -> Result<Duration, String> {
+    let text = v
+        .as_str()
+        .ok_or(format!("{name} must be a duration like 1h"))?;
+    parse_duration(text).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Who is asking, from the AdmissionReview's userInfo (never from the object).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+}
+
+impl Caller<'_> {
+    fn in_any(&self, groups: &[String]) -> bool {
+        self.groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+/// Everything a decision on one AccessRequest admission needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Change<'a> {
+    pub caller: Caller<'a>,
+    pub operation: Operation,
+    /// `""` or `"status"`.
+    pub sub_resource: &'a str,
+    pub object: &'a AccessRequest,
+    pub old: Option<&'a AccessRequest>,
+    pub policy: &'a AccessPolicy,
+    pub now: Timestamp,
+    /// jitguard's own identity (its service account): the only one that may set
+    /// phase, approvedAt and expiresAt directly.
+    pub controller: &'a str,
+    /// For `spec.extends`: when the extended grant ends, if it is a live grant of the
+    /// requester with the same scope.
+    pub extended_end: Option<Timestamp>,
+}
+
+/// What jitguard says about one AccessRequest admission.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Reasons to refuse. Not policy-overridable, not subject to audit mode.
+    pub denials: Vec<String>,
+    /// On `/mutate`: the stamps.
+    pub patch: Vec<json_patch::PatchOperation>,
+    /// Lifecycle steps this admission records, for the audit log.
+    pub events: Vec<(&'static str, String)>,
+}
+
+impl Outcome {
+    fn deny(&mut self, reason: impl Into<String>) {
+        self.denials.push(reason.into());
+    }
+}
+
+/// The workflow's verdict on an AccessRequest admission.
+pub fn admit(change: &Change<'_>, mutating: bool) -> Outcome {
+    let mut out = Outcome::default();
+    match (change.operation, change.sub_resource) {
+        (Operation::Create, "") => create(change, mutating, &mut out),
+        (Operation::Update, "") => update_spec(change, &mut out),
+        (Operation::Update, "status") => update_status(change, mutating, &mut out),
+        _ => {}
+    }
+    out
+}
+
+fn op(value: serde_json::Value) -> Option<json_patch::PatchOperation> {
+    serde_json::from_value(value).ok()
+}
+
+fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
+    let Change {
+        caller,
+        object,
+        policy,
+        ..
+    } = *change;
+    let spec = &object.spec;
+    if mutating {
+        // Who asks is who the API server says asks: a requester written by the client
+        // is overwritten, never trusted.
+        out.patch.extend(op(
+            serde_json::json!({"op": "add", "path": "/spec/requester", "value": caller.user}),
+        ));
+        out.patch.extend(op(serde_json::json!({"op": "add", "path": "/spec/requesterGroups", "value": caller.groups})));
+    } else {
+        if spec.requester != caller.user {
+            out.deny(format!(
+                "spec.requester is {:?} but you are {:?}: a request is always for the user who makes it",
+                spec.requester, caller.user
+            ));
+        }
+        if spec.requester_groups.as_slice() != caller.groups {
+            out.deny(
+                "spec.requesterGroups must be the requesting user's groups (jitguard stamps them)",
+            );
+        }
+    }
+    if spec.reason.trim().is_empty() {
+        out.deny("spec.reason is required: say why you need access");
+    }
+    let duration = match parse_duration(&spec.duration) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            out.deny(format!("spec.duration: {e}"));
+            None
+        }
+    };
+    if spec.scope.is_empty() {
+        out.deny("spec.scope is empty: name what you need access to");
+    }
+    for (i, rule) in spec.scope.iter().enumerate() {
+        if rule.operations.is_empty() || rule.api_groups.is_empty() || rule.resources.is_empty() {
+            out.deny(format!(
+                "spec.scope[{i}] needs operations, apiGroups and resources"
+            ));
+        }
+        for o in &rule.operations {
+            if o != "*" && Operation::parse(o).is_none() {
+                out.deny(format!(
+                    "spec.scope[{i}].operations: {o:?} is not CREATE, UPDATE, DELETE, CONNECT or *"
+                ));
+            }
+        }
+    }
+    if let Some(group) = &spec.group {
+        if group.starts_with("system:") {
+            out.deny(format!(
+                "spec.group {group:?}: grants for system: groups are not allowed"
+            ));
+        } else if !caller.groups.contains(group) {
+            out.deny(format!(
+                "spec.group {group:?}: you can only ask for a group grant for a group you are in"
+            ));
+        }
+    }
+    if spec.break_glass {
+        if !caller.in_any(&policy.break_glass_groups) {
+            out.deny(format!(
+                "break-glass is reserved to members of {}; you are not one",
+                list_or_none(&policy.break_glass_groups)
+            ));
+        }
+        match (policy.break_glass_max, duration) {
+            (Some(max), Some(d)) if d > max => out.deny(format!(
+                "a break-glass request lasts at most {}",
+                crate::grant::resource::format_duration(max)
+            )),
+            (None, _) => out.deny("break-glass is not enabled by the access policy"),
+            _ => {}
+        }
+    }
+    if spec.extends.is_some() && change.extended_end.is_none() {
+        out.deny("spec.extends must name a live grant of yours with the same scope");
+    }
+    if out.denials.is_empty() && !mutating {
+        let kind = if spec.break_glass {
+            "access.break_glass_requested"
+        } else {
+            "access.requested"
+        };
+        out.events.push((kind, caller.user.to_string()));
+    }
+}
+
+fn list_or_none(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "no group (the access policy names none)".into()
+    } else {
+        groups.join(", ")
+    }
+}
+
+fn update_spec(change: &Change<'_>, out: &mut Outcome) {
+    let Some(old) = change.old else { return };
+    let (new, old) = (&change.object.spec, &old.spec);
+    let mut changed = Vec::new();
+    if new.scope != old.scope {
+        changed.push("scope");
+    }
+    if new.duration != old.duration {
+        changed.push("duration");
+    }
+    if new.role_ref != old.role_ref {
+        changed.push("roleRef");
+    }
+    if new.requester != old.requester || new.requester_groups != old.requester_groups {
+        changed.push("requester");
+    }
+    if new.group != old.group {
+        changed.push("group");
+    }
+    if new.break_glass != old.break_glass {
+        changed.push("breakGlass");
+    }
+    if new.extends != old.extends {
+        changed.push("extends");
+    }
+    if new.reason != old.reason || new.ticket != old.ticket {
+        changed.push("reason/ticket");
+    }
+    if !changed.is_empty() {
+        out.deny(format!(
+            "spec.{} cannot change after creation; to extend access, create a new request with spec.extends (kubectl jit extend)",
+            changed.join(", spec.")
+        ));
+    }
+}
+
+/// A status change by a person: record one decision, or revoke. Everything else in
+/// status is jitguard's to write.
+fn update_status(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
+    let Change {
+        caller,
+        object,
+        old,
+        now,
+        ..
+    } = *change;
+    let Some(old) = old else { return };
+    if caller.user == change.controller {
+        return;
+    }
+    let empty = AccessRequestStatus::default();
+    let before = old.status.as_ref().unwrap_or(&empty);
+    let after = object.status.as_ref().unwrap_or(&empty);
+
+    let expected = match expected_status(change, before, after, mutating) {
+        Ok(expected) => expected,
+        Err(reasons) => {
+            out.denials.extend(reasons);
+            return;
+        }
+    };
+    if mutating {
+        // Stamp what the caller may do; refuse, rather than quietly undo, what they may not.
+        if let Some(refusal) = hand_edits(before, after, &expected) {
+            out.deny(refusal);
+        } else if let Ok(value) = serde_json::to_value(&expected) {
+            out.patch.extend(op(
+                serde_json::json!({"op": "add", "path": "/status", "value": value}),
+            ));
+        }
+        return;
+    }
+    if &expected != after {
+        out.deny(differences(after, &expected));
+        return;
+    }
+    let _ = now;
+    if expected.approvals.len() > before.approvals.len() {
+        let decided = match expected.phase {
+            Phase::Approved => "access.approved",
+            Phase::Denied => "access.denied",
+            _ => "access.approval_recorded",
+        };
+        out.events.push((decided, caller.user.to_string()));
+    }
+    if expected.phase == Phase::Revoked && before.phase != Phase::Revoked {
+        out.events.push(("access.revoked", caller.user.to_string()));
+    }
+}
+
+/// On `/mutate`: the status fields a person set by hand. Each may stay as it was or take
+/// the value jitguard computes; the new approval's stamps are jitguard's to overwrite.
+fn hand_edits(
+    before: &AccessRequestStatus,
+    after: &AccessRequestStatus,
+    expected: &AccessRequestStatus,
+) -> Option<String> {
+    fn kept_or_computed<T: PartialEq>(after: &T, before: &T, computed: &T) -> bool {
+        after == before || after == computed
+    }
+    let mut fields = Vec::new();
+    if !kept_or_computed(&after.phase, &before.phase, &expected.phase) {
+        fields.push(format!(
+            "phase {} (it follows from the approvals: {})",
+            after.phase.as_str(),
+            expected.phase.as_str()
+        ));
+    }
+    let times = |s: &AccessRequestStatus| (s.approved_at.clone(), s.expires_at.clone());
+    if !kept_or_computed(&times(after), &times(before), &times(expected)) {
+        fields.push("approvedAt/expiresAt".to_string());
+    }
+    let revoke = |s: &AccessRequestStatus| (s.revoked_by.clone(), s.revoked_at.clone());
+    if !kept_or_computed(&revoke(after), &revoke(before), &revoke(expected)) {
+        fields.push("revokedBy/revokedAt".to_string());
+    }
+    if after.conditions != before.conditions || after.review_required != before.review_required {
+        fields.push("conditions/reviewRequired".to_string());
+    }
+    (!fields.is_empty()).then(|| only_jitguard(&fields))
+}
+
+/// On `/validate`: the stored status must be exactly what jitguard computes.
+fn differences(got: &AccessRequestStatus, expected: &AccessRequestStatus) -> String {
+    let mut fields = Vec::new();
+    if got.phase != expected.phase {
+        fields.push(format!(
+            "phase {} (it follows from the approvals: {})",
+            got.phase.as_str(),
+            expected.phase.as_str()
+        ));
+    }
+    if got.approved_at != expected.approved_at || got.expires_at != expected.expires_at {
+        fields.push("approvedAt/expiresAt".to_string());
+    }
+    if got.approvals != expected.approvals {
+        fields.push("approvals (who and when are stamped by jitguard)".to_string());
+    }
+    if got.revoked_by != expected.revoked_by || got.revoked_at != expected.revoked_at {
+        fields.push("revokedBy/revokedAt".to_string());
+    }
+    if got.conditions != expected.conditions || got.review_required != expected.review_required {
+        fields.push("conditions/reviewRequired".to_string());
+    }
+    only_jitguard(&fields)
+}
+
+fn only_jitguard(fields: &[String]) -> String {
+    format!(
+        "only jitguard sets these status fields: {}; record a decision with kubectl jit approve|deny, or revoke with kubectl jit revoke",
+        fields.join("; ")
+    )
+}
+
+/// The status that follows from the old one and what the caller may do: add their own
+/// decision, or revoke. Stamps come from the caller's identity and the server's clock
+/// (on `/mutate`), or are checked to be recent stamps (on `/validate`).
+fn expected_status(
+    change: &Change<'_>,
+    before: &AccessRequestStatus,
+    after: &AccessRequestStatus,
+    mutating: bool,
+) -> Result<AccessRequestStatus, Vec<String>> {
+    let Change {
+        caller,
+        object,
+        policy,
+        now,
+        ..
+    } = *change;
+    let spec = &object.spec;
+    let mut reasons = Vec::new();
+    let mut next = before.clone();
+
+    // Approvals are append-only, one decision per request.
+    let kept = after.approvals.get(..before.approvals.len());
+    if kept != Some(before.approvals.as_slice()) {
+        return Err(vec![
+            "status.approvals is append-only: earlier decisions cannot be changed or removed"
+                .into(),
+        ]);
+    }
+    let added = after
+        .approvals
+        .get(before.approvals.len()..)
+        .unwrap_or_default();
+    if added.len() > 1 {
+        return Err(vec!["record one decision at a time".into()]);
+    }
+    if let Some(entry) = added.first() {
+        let at = if mutating {
+            now
+        } else {
+            recent(&entry.at, now, "approvals[].at").unwrap_or_else(|e| {
+                reasons.push(e);
+                now
+            })
+        };
+        let stamped = Approval {
+            approver: caller.user.to_string(),
+            approver_groups: caller.groups.to_vec(),
+            decision: entry.decision,
+            at: Time(at),
+            comment: entry.comment.clone(),
+            uid: object.metadata.uid.clone().unwrap_or_default(),
+            generation: object.metadata.generation.unwrap_or_default(),
+        };
+        if !mutating && entry.approver != caller.user {
+            reasons.push(format!(
+                "the approval names {:?} but you are {:?}: decisions are recorded under the identity that makes them",
+                entry.approver, caller.user
+            ));
+        }
+        reasons.extend(may_decide(change, before));
+        next.approvals.push(stamped);
+        if reasons.is_empty() {
+            if entry.decision == ApprovalDecision::Deny {
+                next.phase = Phase::Denied;
+            } else if satisfied(
+                &policy.requirements,
+                &valid_approvals(change, &next.approvals),
+            ) {
+                let start = change.extended_end.map_or(at, |end| end.max(at));
+                next.phase = Phase::Approved;
+                next.approved_at = Some(Time(start));
+                next.expires_at = parse_duration(&spec.duration)
+                    .ok()
+                    .and_then(|d| SignedDuration::try_from(d).ok())
+                    .and_then(|d| start.checked_add(d).ok())
+                    .map(Time);
+            }
+        }
+    } else if after.phase == Phase::Revoked && before.phase != Phase::Revoked {
+        if !matches!(before.phase, Phase::Pending | Phase::Approved) {
+            reasons.push(format!(
+                "a {} request cannot be revoked",
+                before.phase.as_str()
+            ));
+        } else if caller.user != spec.requester
+            && !caller.in_any(&policy.admin_groups)
+            && !policy.eligible(caller.groups)
+        {
+            reasons.push(format!(
+                "only the requester, an approver of this request ({}) or an admin ({}) may revoke it",
+                policy.approver_groups(),
+                list_or_none(&policy.admin_groups)
+            ));
+        }
+        let at = if mutating {
+            Ok(now)
+        } else {
+            after
+                .revoked_at
+                .as_ref()
+                .ok_or_else(|| "status.revokedAt is stamped by jitguard".to_string())
+                .and_then(|t| recent(t, now, "revokedAt"))
+        };
+        match at {
+            Ok(at) => {
+                next.phase = Phase::Revoked;
+                next.revoked_by = Some(caller.user.to_string());
+                next.revoked_at = Some(Time(at));
+            }
+            Err(e) => reasons.push(e),
+        }
+    }
+    if reasons.is_empty() {
+        Ok(next)
+    } else {
+        Err(reasons)
+    }
+}
+
+/// A stamp written by jitguard's mutating webhook moments ago.
+fn recent(t: &Time, now: Timestamp, what: &str) -> Result<Timestamp, String> {
+    let at = t.0;
+    if at > now + SignedDuration::from_secs(5) || at < now - STAMP_TOLERANCE {
+        return Err(format!(
+            "status.{what} is stamped by jitguard with the server's time; leave it to the webhook"
+        ));
+    }
+    Ok(at)
+}
+
+/// Why the caller may not record a decision on this request, if they may not.
+fn may_decide(change: &Change<'_>, before: &AccessRequestStatus) -> Vec<String> {
+    let Change {
+        caller,
+        object,
+        policy,
+        ..
+    } = *change;
+    let spec = &object.spec;
+    let mut reasons = Vec::new();
+    if before.phase != Phase::Pending {
+        reasons.push(format!(
+            "the request is {}: there is nothing left to decide",
+            before.phase.as_str()
+        ));
+    }
+    reasons.extend(self_interest(caller, spec));
+    if !policy.eligible(caller.groups) {
+        reasons.push(format!(
+            "you are not an approver of this request: approvers are members of {}",
+            policy.approver_groups()
+        ));
+    }
+    if before.approvals.iter().any(|a| a.approver == caller.user) {
+        reasons.push("you already recorded a decision on this request".into());
+    }
+    reasons
+}
+
+/// The rules no policy can override: nobody approves their own access.
+fn self_interest(caller: Caller<'_>, spec: &crate::grant::AccessRequestSpec) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if caller.user == spec.requester {
+        reasons.push("you cannot approve or deny your own request".into());
+    }
+    if let Some(group) = &spec.group {
+        if caller.groups.contains(group) {
+            reasons.push(format!(
+                "this grant is for group {group}, which you are in: you would be approving your own access"
+            ));
+        }
+    }
+    // Service accounts of one namespace are controlled by whoever controls that namespace:
+    // one cannot approve for another.
+    if let (Some(a), Some(r)) = (
+        service_account_namespace(caller.user),
+        service_account_namespace(&spec.requester),
+    ) {
+        if a == r {
+            reasons.push(format!(
+                "service accounts of namespace {a} cannot approve requests of service accounts of the same namespace"
+            ));
+        }
+    }
+    reasons
+}
+
+fn service_account_namespace(user: &str) -> Option<&str> {
+    user.strip_prefix("system:serviceaccount:")?
+        .split(':')
+        .next()
+}
+
+/// The approvals that count: decisions to approve, for this object and this generation
+/// (not replayed from another object or an earlier spec), by people with no stake.
+fn valid_approvals<'a>(change: &Change<'_>, approvals: &'a [Approval]) -> Vec<&'a Approval> {
+    let object = change.object;
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    let generation = object.metadata.generation.unwrap_or_default();
+    approvals
+        .iter()
+        .filter(|a| a.decision == ApprovalDecision::Approve)
+        .filter(|a| a.uid == uid && a.generation == generation)
+        .filter(|a| !a.approver.starts_with(POLICY_APPROVER))
+        .filter(|a| {
+            let caller = Caller {
+                user: &a.approver,
+                groups: &a.approver_groups,
+            };
+            self_interest(caller, &object.spec).is_empty()
+        })
+        .collect()
+}
+
+/// Whether distinct approvers can be assigned to every requirement's slots (k-of-n per
+/// requirement, AND across requirements, one person per slot): a bipartite matching.
+pub fn satisfied(requirements: &[Requirement], approvals: &[&Approval]) -> bool {
+    if requirements.is_empty() {
+        return false;
+    }
+    let slots: Vec<&Requirement> = requirements
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r, r.count))
+        .collect();
+    if slots.is_empty() {
+        return false;
+    }
+    let mut people: Vec<&Approval> = Vec::new();
+    for a in approvals {
+        if !people.iter().any(|p| p.approver == a.approver) {
+            people.push(a);
+        }
+    }
+    // slot -> person assigned
+    let mut assigned: Vec<Option<usize>> = vec![None; slots.len()];
+    for person in 0..people.len() {
+        let mut seen = vec![false; slots.len()];
+        augment(person, &people, &slots, &mut assigned, &mut seen);
+    }
+    assigned.iter().all(Option::is_some)
+}
+
+fn augment(
+    person: usize,
+    people: &[&Approval],
+    slots: &[&Requirement],
+    assigned: &mut [Option<usize>],
+    seen: &mut [bool],
+) -> bool {
+    let Some(p) = people.get(person) else {
+        return false;
+    };
+    for (slot, requirement) in slots.iter().enumerate() {
+        let fits = requirement
+            .groups
+            .iter()
+            .any(|g| p.approver_groups.contains(g));
+        if !fits || seen.get(slot).copied().unwrap_or(true) {
+            continue;
+        }
+        if let Some(s) = seen.get_mut(slot) {
+            *s = true;
+        }
+        let current = assigned.get(slot).copied().flatten();
+        let free = match current {
+            None => true,
+            Some(other) => augment(other, people, slots, assigned, seen),
+        };
+        if free {
+            if let Some(a) = assigned.get_mut(slot) {
+                *a = Some(person);
+            }
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+    use crate::grant::{AccessRequestSpec, ScopeRule};
+
+    fn approval(who: &str, groups: &[&str]) -> Approval {
+        Approval {
+            approver: who.into(),
+            approver_groups: groups.iter().map(|g| g.to_string()).collect(),
+            decision: ApprovalDecision::Approve,
+            at: Time("2030-01-01T10:00:00Z".parse().unwrap()),
+            comment: None,
+            uid: "uid-1".into(),
+            generation: 1,
+        }
+    }
+
+    fn req(name: &str, groups: &[&str], count: usize) -> Requirement {
+        Requirement {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            count,
+        }
+    }
+
+    #[test]
+    fn k_of_n_and_across_requirements_with_distinct_people() {
+        let lead = req("lead", &["leads"], 1);
+        let security = req("security", &["security"], 1);
+        let two_leads = req("leads", &["leads"], 2);
+        let both = approval("bob", &["leads", "security"]);
+        let carol = approval("carol", &["security"]);
+        let dave = approval("dave", &["leads"]);
+        // One person in both groups does not satisfy both requirements.
+        assert!(!satisfied(&[lead.clone(), security.clone()], &[&both]));
+        assert!(satisfied(
+            &[lead.clone(), security.clone()],
+            &[&both, &carol]
+        ));
+        // The matching finds the assignment even when the first choice blocks it.
+        assert!(satisfied(
+            &[security.clone(), lead.clone()],
+            &[&both, &dave]
+        ));
+        assert!(!satisfied(&[two_leads.clone()], &[&dave, &dave]));
+        assert!(satisfied(&[two_leads], &[&dave, &both]));
+        assert!(!satisfied(&[], &[&dave]));
+    }
+
+    fn request(requester: &str, phase: Phase, approvals: Vec<Approval>) -> AccessRequest {
+        let mut ar = AccessRequest::new(
+            "r1",
+            AccessRequestSpec {
+                requester: requester.into(),
+                requester_groups: vec!["developers".into()],
+                scope: vec![ScopeRule {
+                    operations: vec!["CONNECT".into()],
+                    api_groups: vec!["".into()],
+                    resources: vec!["pods/exec".into()],
+                    namespaces: vec!["prod".into()],
+                    names: vec![],
+                }],
+                reason: "debug".into(),
+                duration: "30m".into(),
+                ..Default::default()
+            },
+        );
+        ar.metadata.uid = Some("uid-1".into());
+        ar.metadata.generation = Some(1);
+        ar.status = Some(AccessRequestStatus {
+            phase,
+            approvals,
+            ..Default::default()
+        });
+        ar
+    }
+
+    fn policy() -> AccessPolicy {
+        AccessPolicy {
+            requirements: vec![
+                req("lead", &["leads"], 1),
+                req("security", &["security"], 1),
+            ],
+            admin_groups: vec!["admins".into()],
+            break_glass_groups: vec!["oncall".into()],
+            break_glass_max: Some(Duration::from_secs(3600)),
+            ..AccessPolicy::default()
+        }
+    }
+
+    const NOW: &str = "2030-01-01T10:00:30Z";
+
+    fn change<'a>(
+        caller: Caller<'a>,
+        object: &'a AccessRequest,
+        old: &'a AccessRequest,
+        policy: &'a AccessPolicy,
+    ) -> Change<'a> {
+        Change {
+            caller,
+            operation: Operation::Update,
+            sub_resource: "status",
+            object,
+            old: Some(old),
+            policy,
+            now: NOW.parse().unwrap(),
+            controller: "system:serviceaccount:jitguard:jitguard",
+            extended_end: None,
+        }
+    }
+
+    /// Runs mutate then validate, as the API server does; returns the stored status.
+    fn decide(
+        caller: Caller<'_>,
+        mut object: AccessRequest,
+        old: &AccessRequest,
+        policy: &AccessPolicy,
+    ) -> Result<AccessRequestStatus, Vec<String>> {
+        let m = admit(&change(caller, &object, old, policy), true);
+        if !m.denials.is_empty() {
+            return Err(m.denials);
+        }
+        let mut json = serde_json::to_value(&object).unwrap();
+        json_patch::patch(&mut json, &m.patch).unwrap();
+        object = serde_json::from_value(json).unwrap();
+        let v = admit(&change(caller, &object, old, policy), false);
+        if v.denials.is_empty() {
+            Ok(object.status.unwrap())
+        } else {
+            Err(v.denials)
+        }
+    }
+
+    fn groups(g: &[&str]) -> Vec<String> {
+        g.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn with_entry(old: &AccessRequest, who: &str) -> AccessRequest {
+        let mut next = old.clone();
+        let mut entry = approval(who, &[]);
+        entry.uid = String::new();
+        next.status.as_mut().unwrap().approvals.push(entry);
+        next
+    }
+
+    #[test]
+    fn approvals_are_stamped_and_the_last_one_needed_approves() {
+        let p = policy();
+        let old = request("alice", Phase::Pending, vec![]);
+        let bob_groups = groups(&["leads"]);
+        let bob = Caller {
+            user: "bob",
+            groups: &bob_groups,
+        };
+        let after_bob = decide(bob, with_entry(&old, "ignored-name"), &old, &p).unwrap();
+        assert_eq!(after_bob.phase, Phase::Pending);
+        assert_eq!(after_bob.approvals[0].approver, "bob");
+        assert_eq!(after_bob.approvals[0].uid, "uid-1");
+        let mut old2 = old.clone();
+        old2.status = Some(after_bob);
+        let carol_groups = groups(&["security"]);
+        let carol = Caller {
+            user: "carol",
+            groups: &carol_groups,
+        };
+        let done = decide(carol, with_entry(&old2, "carol"), &old2, &p).unwrap();
+        assert_eq!(done.phase, Phase::Approved);
+        assert_eq!(
+            done.approved_at.unwrap().0.to_string(),
+            "2030-01-01T10:00:30Z"
+        );
+        assert_eq!(
+            done.expires_at.unwrap().0.to_string(),
+            "2030-01-01T10:30:30Z"
+        );
+    }
+
+    #[test]
+    fn the_attacks_are_refused() {
+        let p = policy();
+        let old = request("alice", Phase::Pending, vec![]);
+        let leads = groups(&["leads"]);
+        let alice_leads = groups(&["leads", "developers"]);
+        // Self-approval, even from an approver group.
+        let alice = Caller {
+            user: "alice",
+            groups: &alice_leads,
+        };
+        let err = decide(alice, with_entry(&old, "alice"), &old, &p).unwrap_err();
+        assert!(
+            err.iter().any(|e| e.contains("your own request")),
+            "{err:?}"
+        );
+        // Outside the approver groups.
+        let dev = groups(&["developers"]);
+        let mallory = Caller {
+            user: "mallory",
+            groups: &dev,
+        };
+        let err = decide(mallory, with_entry(&old, "mallory"), &old, &p).unwrap_err();
+        assert!(err.iter().any(|e| e.contains("not an approver")), "{err:?}");
+        // A forged approver name without the mutating webhook.
+        let bob = Caller {
+            user: "bob",
+            groups: &leads,
+        };
+        let forged = with_entry(&old, "carol");
+        let v = admit(&change(bob, &forged, &old, &p), false);
+        assert!(
+            v.denials.iter().any(|e| e.contains("you are \"bob\"")),
+            "{:?}",
+            v.denials
+        );
+        // Setting the phase by hand.
+        let mut by_hand = old.clone();
+        by_hand.status.as_mut().unwrap().phase = Phase::Approved;
+        let err = decide(bob, by_hand, &old, &p).unwrap_err();
+        assert!(
+            err.iter().any(|e| e.contains("only jitguard sets")),
+            "{err:?}"
+        );
+        // Rewriting history.
+        let old_with = request("alice", Phase::Pending, vec![approval("bob", &["leads"])]);
+        let mut rewritten = old_with.clone();
+        rewritten.status.as_mut().unwrap().approvals[0].approver = "carol".into();
+        let err = decide(bob, rewritten, &old_with, &p).unwrap_err();
+        assert!(err.iter().any(|e| e.contains("append-only")), "{err:?}");
+        // Deciding twice.
+        let err = decide(bob, with_entry(&old_with, "bob"), &old_with, &p).unwrap_err();
+        assert!(
+            err.iter().any(|e| e.contains("already recorded")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_replayed_approval_from_another_generation_does_not_count() {
+        let p = AccessPolicy {
+            requirements: vec![req("lead", &["leads"], 1), req("sec", &["security"], 1)],
+            ..policy()
+        };
+        let mut stale = approval("bob", &["leads"]);
+        stale.generation = 1;
+        let mut old = request("alice", Phase::Pending, vec![stale]);
+        old.metadata.generation = Some(2);
+        let mut object = with_entry(&old, "carol");
+        object.metadata.generation = Some(2);
+        let sec = groups(&["security"]);
+        let carol = Caller {
+            user: "carol",
+            groups: &sec,
+        };
+        let status = decide(carol, object, &old, &p).unwrap();
+        assert_eq!(
+            status.phase,
+            Phase::Pending,
+            "bob's approval was for generation 1"
+        );
+    }
+
+    #[test]
+    fn a_deny_decision_denies() {
+        let p = policy();
+        let old = request("alice", Phase::Pending, vec![]);
+        let mut object = with_entry(&old, "bob");
+        object.status.as_mut().unwrap().approvals[0].decision = ApprovalDecision::Deny;
+        let leads = groups(&["leads"]);
+        let status = decide(
+            Caller {
+                user: "bob",
+                groups: &leads,
+            },
+            object,
+            &old,
+            &p,
+        )
+        .unwrap();
+        assert_eq!(status.phase, Phase::Denied);
+    }
+
+    #[test]
+    fn revocation_by_requester_approver_or_admin_only() {
+        let p = policy();
+        let old = request("alice", Phase::Approved, vec![]);
+        let mut revoke = old.clone();
+        revoke.status.as_mut().unwrap().phase = Phase::Revoked;
+        let dev = groups(&["developers"]);
+        let admins = groups(&["admins"]);
+        assert!(decide(
+            Caller {
+                user: "mallory",
+                groups: &dev
+            },
+            revoke.clone(),
+            &old,
+            &p
+        )
+        .is_err());
+        let by_requester = decide(
+            Caller {
+                user: "alice",
+                groups: &dev,
+            },
+            revoke.clone(),
+            &old,
+            &p,
+        )
+        .unwrap();
+        assert_eq!(by_requester.revoked_by.as_deref(), Some("alice"));
+        assert!(decide(
+            Caller {
+                user: "root",
+                groups: &admins
+            },
+            revoke,
+            &old,
+            &p
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn only_jitguard_sets_expired() {
+        let p = policy();
+        let old = request("alice", Phase::Approved, vec![]);
+        let mut expired = old.clone();
+        expired.status.as_mut().unwrap().phase = Phase::Expired;
+        let dev = groups(&["developers"]);
+        assert!(decide(
+            Caller {
+                user: "alice",
+                groups: &dev
+            },
+            expired.clone(),
+            &old,
+            &p
+        )
+        .is_err());
+        let sa = "system:serviceaccount:jitguard:jitguard";
+        assert!(admit(
+            &change(
+                Caller {
+                    user: sa,
+                    groups: &dev
+                },
+                &expired,
+                &old,
+                &p
+            ),
+            false
+        )
+        .denials
+        .is_empty());
+    }
+
+    fn create_change<'a>(
+        caller: Caller<'a>,
+        object: &'a AccessRequest,
+        policy: &'a AccessPolicy,
+    ) -> Change<'a> {
+        Change {
+            caller,
+            operation: Operation::Create,
+            sub_resource: "",
+            object,
+            old: None,
+            policy,
+            now: NOW.parse().unwrap(),
+            controller: "system:serviceaccount:jitguard:jitguard",
+            extended_end: None,
+        }
+    }
+
+    #[test]
+    fn creation_stamps_the_requester_and_checks_break_glass() {
+        let p = policy();
+        let mut forged = request("carol", Phase::Pending, vec![]);
+        forged.status = None;
+        let dev = groups(&["developers"]);
+        let alice = Caller {
+            user: "alice",
+            groups: &dev,
+        };
+        let m = admit(&create_change(alice, &forged, &p), true);
+        assert!(m.denials.is_empty(), "{:?}", m.denials);
+        assert_eq!(m.patch.len(), 2);
+        // Without the stamp (the mutating webhook skipped), the validating one refuses.
+        let v = admit(&create_change(alice, &forged, &p), false);
+        assert!(
+            v.denials.iter().any(|d| d.contains("spec.requester")),
+            "{:?}",
+            v.denials
+        );
+        // Break-glass by a user outside the group.
+        let mut glass = request("alice", Phase::Pending, vec![]);
+        glass.spec.requester_groups = dev.clone();
+        glass.spec.break_glass = true;
+        let v = admit(&create_change(alice, &glass, &p), false);
+        assert!(
+            v.denials
+                .iter()
+                .any(|d| d.contains("break-glass is reserved")),
+            "{:?}",
+            v.denials
+        );
+        let oncall = groups(&["oncall"]);
+        glass.spec.requester_groups = oncall.clone();
+        let ok = admit(
+            &create_change(
+                Caller {
+                    user: "alice",
+                    groups: &oncall,
+                },
+                &glass,
+                &p,
+            ),
+            false,
+        );
+        assert!(ok.denials.is_empty(), "{:?}", ok.denials);
+        glass.spec.duration = "2h".into();
+        let long = admit(
+            &create_change(
+                Caller {
+                    user: "alice",
+                    groups: &oncall,
+                },
+                &glass,
+                &p,
+            ),
+            false,
+        );
+        assert!(
+            long.denials.iter().any(|d| d.contains("at most 1h")),
+            "{:?}",
+            long.denials
+        );
+    }
+
+    #[test]
+    fn the_spec_is_immutable_after_creation() {
+        let p = policy();
+        let old = request("alice", Phase::Approved, vec![]);
+        let mut wider = old.clone();
+        wider.spec.scope[0].namespaces = vec!["*".into()];
+        wider.spec.duration = "8h".into();
+        let dev = groups(&["developers"]);
+        let mut c = change(
+            Caller {
+                user: "alice",
+                groups: &dev,
+            },
+            &wider,
+            &old,
+            &p,
+        );
+        c.sub_resource = "";
+        let v = admit(&c, false);
+        assert!(
+            v.denials[0].contains("spec.scope, spec.duration cannot change"),
+            "{:?}",
+            v.denials
+        );
+    }
+}
