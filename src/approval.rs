@@ -787,7 +787,10 @@ mod tests {
             &[security.clone(), lead.clone()],
             &[&both, &dave]
         ));
-        assert!(!satisfied(&[two_leads.clone()], &[&dave, &dave]));
+        assert!(!satisfied(
+            std::slice::from_ref(&two_leads),
+            &[&dave, &dave]
+        ));
         assert!(satisfied(&[two_leads], &[&dave, &both]));
         assert!(!satisfied(&[], &[&dave]));
     }

@@ -6,11 +6,13 @@ use serde_json::{json, Value};
 
 use crate::common::{apply_patch, Options, Server};
 
-const ALICE: (&str, &[&str]) = ("alice@example.com", &["developers", "system:authenticated"]);
-const BOB_LEAD: (&str, &[&str]) = ("bob@example.com", &["team-leads", "system:authenticated"]);
-const CAROL_SECURITY: (&str, &[&str]) =
-    ("carol@example.com", &["security", "system:authenticated"]);
-const MALLORY: (&str, &[&str]) = (
+/// A user as the API server names it: username and groups.
+type User = (&'static str, &'static [&'static str]);
+
+const ALICE: User = ("alice@example.com", &["developers", "system:authenticated"]);
+const BOB_LEAD: User = ("bob@example.com", &["team-leads", "system:authenticated"]);
+const CAROL_SECURITY: User = ("carol@example.com", &["security", "system:authenticated"]);
+const MALLORY: User = (
     "mallory@example.com",
     &["developers", "system:authenticated"],
 );
@@ -158,7 +160,7 @@ async fn creating_stamps_the_requester_from_user_info_never_from_the_client() {
 #[tokio::test]
 async fn creating_checks_reason_scope_duration_ticket_and_break_glass() {
     let server = server();
-    let cases: Vec<(Value, (&str, &[&str]), &str)> = vec![
+    let cases: Vec<(Value, User, &str)> = vec![
         (json!({"reason": " "}), ALICE, "spec.reason is required"),
         (json!({"ticket": null}), ALICE, "must name a ticket"),
         (
