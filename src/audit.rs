@@ -192,23 +192,32 @@ impl Audit {
     /// A step of the approval workflow admitted by the webhook (`access.requested`,
     /// `access.approved`, `access.revoked`, ...).
     pub fn access_event(&self, event: &str, request: &str, by: &str) {
+        self.access_step(event, request, by, "");
+    }
+
+    /// A workflow step with what happened in words (the controller's steps: auto-approved,
+    /// lapsed, provisioned, expired, reaped, ...).
+    pub fn access_step(&self, event: &str, request: &str, by: &str, detail: &str) {
         #[derive(Serialize)]
         struct AccessRecord<'a> {
             time: String,
             event: &'a str,
             request: &'a str,
             by: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            detail: &'a str,
         }
         let record = AccessRecord {
             time: jiff::Timestamp::now().to_string(),
             event,
             request,
             by,
+            detail,
         };
         if event.contains("break_glass") {
-            tracing::warn!(target: TARGET, event, request, by, "BREAK-GLASS access workflow");
+            tracing::warn!(target: TARGET, event, request, by, detail, "BREAK-GLASS access workflow");
         } else {
-            tracing::info!(target: TARGET, event, request, by, "access workflow");
+            tracing::info!(target: TARGET, event, request, by, detail, "access workflow");
         }
         self.write(&record);
     }

@@ -2,6 +2,7 @@
 
 mod certs;
 mod dry_run;
+mod jit;
 mod serve;
 mod test;
 
@@ -51,6 +52,9 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Print the AccessRequest CustomResourceDefinition (YAML) generated from the code.
     Crd,
+    /// Request, approve and revoke access (also installed as the kubectl plugin
+    /// `kubectl-jit`: `kubectl jit request ...`).
+    Jit(jit::JitArgs),
 }
 
 /// Exit codes shared by the CI-facing commands.
@@ -64,7 +68,7 @@ pub mod exit {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments(std::env::args_os()));
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run_tests(&args),
         Command::Check(args) => test::run_check(&args),
         Command::Certs(args) => certs::run(&args),
+        Command::Jit(args) => jit::run(&args),
         Command::Crd => match crd_yaml() {
             Ok(yaml) => {
                 emit(&yaml);
@@ -98,6 +103,24 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Called as `kubectl-jit` (kubectl runs plugins by that name), the binary is
+/// `jitguard jit`.
+fn arguments(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = args.collect();
+    let plugin = args
+        .first()
+        .and_then(|a| {
+            std::path::Path::new(a)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .is_some_and(|stem| stem == "kubectl-jit");
+    if plugin {
+        args.insert(1, "jit".into());
+    }
+    args
 }
 
 /// The CRD YAML exactly as `manifests/` holds it (a test keeps the two equal).

@@ -19,6 +19,7 @@ pub mod approval;
 pub mod audit;
 pub mod certs;
 pub mod cli;
+pub mod controller;
 pub mod decision;
 pub mod grant;
 pub mod manifest;

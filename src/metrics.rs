@@ -28,6 +28,8 @@ pub struct Metrics {
     pub grant_cache_stale: IntGauge,
     pub grant_source_events: IntCounterVec,
     pub audit_errors: IntCounter,
+    pub controller_leader: IntGauge,
+    pub controller_actions: IntCounterVec,
     kinds: Arc<RwLock<HashSet<String>>>,
 }
 
@@ -136,6 +138,17 @@ impl Metrics {
                 &["result"],
             )?,
             audit_errors,
+            controller_leader: gauge(
+                &registry,
+                "jitguard_controller_leader",
+                "1 while this replica holds the controller's leader-election Lease.",
+            )?,
+            controller_actions: counter(
+                &registry,
+                "jitguard_controller_actions_total",
+                "Controller steps on AccessRequests, by action (approve, lapse, expire, provision, reap, status) and result (ok, error).",
+                &["action", "result"],
+            )?,
             registry,
             kinds: Arc::new(RwLock::new(HashSet::new())),
         })

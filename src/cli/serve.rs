@@ -11,6 +11,7 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::audit::Audit;
+use crate::controller;
 use crate::decision::{OnError, Options};
 use crate::grant::watch::{run_cluster, FileSource};
 use crate::grant::GrantStore;
@@ -95,6 +96,29 @@ pub struct ServeArgs {
     /// identity that may set an AccessRequest's phase, approvedAt and expiresAt.
     #[arg(long, env = "JITGUARD_SERVICE_ACCOUNT", default_value = "jitguard")]
     pub service_account: String,
+    /// In a cluster, also run the controller (auto-approval, break-glass, lapse, expiry,
+    /// RoleBindings, reaper; one replica at a time by leader election).
+    #[arg(long, env = "JITGUARD_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub controller: bool,
+    /// This replica's identity in the leader-election Lease [default: $POD_NAME, else the
+    /// host name].
+    #[arg(long, env = "JITGUARD_POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Also reap objects of this resource labelled with an ended grant, as
+    /// GROUP/VERSION/KIND/PLURAL (`core` for the core group). RoleBindings and
+    /// NetworkPolicies are always reaped.
+    #[arg(long = "reap", env = "JITGUARD_REAP", value_delimiter = ',', value_parser = crate::controller::provision::parse_reap_resource)]
+    pub reap: Vec<kube::api::ApiResource>,
+}
+
+/// Who this replica is in the Lease: the pod name where the Deployment passes it.
+fn pod_identity(args: &ServeArgs) -> String {
+    args.pod_name
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("jitguard-{}", std::process::id()))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -257,11 +281,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "no --grants file was given and no cluster is reachable to watch AccessRequests (in-cluster config or KUBECONFIG); pass --grants FILE to run without a cluster",
             )?;
             tokio::spawn(run_cluster(
-                client,
+                client.clone(),
                 grants.clone(),
                 audit.clone(),
                 metrics.clone(),
             ));
+            if args.controller {
+                let mut config = controller::Config::new(&args.namespace, &pod_identity(args));
+                config.reap.extend(args.reap.iter().cloned());
+                let controller = controller::Controller::new(
+                    client,
+                    policies.clone(),
+                    audit.clone(),
+                    metrics.clone(),
+                    config,
+                );
+                tokio::spawn(controller.run());
+            }
             None
         }
     };

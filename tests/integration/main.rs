@@ -12,6 +12,7 @@ mod common;
 mod admission;
 mod bad_input;
 mod cli;
+mod controller;
 mod grants;
 mod lifecycle;
 mod opa;

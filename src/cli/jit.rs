@@ -1,0 +1,690 @@
+//! `kubectl jit`: the people's side of the workflow, as a kubectl plugin (the same binary,
+//! installed or linked as `kubectl-jit`) or as `jitguard jit`. It talks to the cluster
+//! with the user's kubeconfig; who the user is comes from the API server
+//! (SelfSubjectReview), and everything the user may not write is refused or stamped by
+//! jitguard's webhook, never trusted from here.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, ResourceExt};
+
+use super::{emit, w};
+use crate::grant::resource::{Approval, ApprovalDecision, RoleRef, ScopeRule};
+use crate::grant::{AccessRequest, AccessRequestSpec, Phase};
+
+#[derive(Args, Debug)]
+pub struct JitArgs {
+    #[command(subcommand)]
+    pub command: JitCommand,
+    /// kubeconfig file [default: $KUBECONFIG, else ~/.kube/config].
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// kubeconfig context [default: the current one].
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// `text` for people, `json` for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JitCommand {
+    /// Ask for access: one scope rule from the flags (a denial prints the exact line).
+    Request(RequestArgs),
+    /// Your requests, or (--pending) the pending ones you could review.
+    List(ListArgs),
+    /// One request in full: scope, approvals, times, conditions.
+    Show { name: String },
+    /// Approve someone else's request (one decision per approver).
+    Approve(DecideArgs),
+    /// Deny someone else's request.
+    Deny(DecideArgs),
+    /// End a pending or live grant now (requester, approvers, admins).
+    Revoke { name: String },
+    /// Ask for more time: a new request, with the same scope, that starts when NAME ends.
+    Extend(ExtendArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// Namespace(s) in scope; leave out for cluster-scoped objects.
+    #[arg(long, short = 'n')]
+    pub namespace: Vec<String>,
+    /// API group(s): omit (or "") for the core group, `*` for any.
+    #[arg(long = "api-group")]
+    pub api_group: Vec<String>,
+    /// Resource(s), with subresources as in RBAC: pods/exec, deployments, `*`.
+    #[arg(long, required = true)]
+    pub resource: Vec<String>,
+    /// CREATE, UPDATE, DELETE, CONNECT or `*` [default: *].
+    #[arg(long)]
+    pub operation: Vec<String>,
+    /// Object name(s) [default: all].
+    #[arg(long = "name")]
+    pub names: Vec<String>,
+    /// How long, once approved: 30m, 2h, 1h30m.
+    #[arg(long, default_value = crate::grant::SUGGESTED_DURATION)]
+    pub duration: String,
+    /// Why you need it (required).
+    #[arg(long, required = true)]
+    pub reason: String,
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Bind this role while the grant is live: ClusterRole/NAME or Role/NAME.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// A grant for a group you are in instead of for you alone.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Emergency: live at once without approval, if you are in the break-glass group.
+    #[arg(long)]
+    pub break_glass: bool,
+    /// The request's name [default: generated from your user name].
+    #[arg(long = "request-name")]
+    pub request_name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Pending requests of others, waiting for a decision.
+    #[arg(long, conflicts_with = "all")]
+    pub pending: bool,
+    /// Everyone's requests.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    pub name: String,
+    #[arg(long, short = 'm')]
+    pub comment: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExtendArgs {
+    pub name: String,
+    #[arg(long)]
+    pub duration: String,
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// A failure, said so the user knows what to do.
+#[derive(Debug)]
+struct Failure(String);
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+pub fn run(args: &JitArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubectl jit: cannot start: {e}");
+            return ExitCode::from(super::exit::ERROR);
+        }
+    };
+    match runtime.block_on(execute(args)) {
+        Ok(out) => {
+            emit(&out);
+            ExitCode::SUCCESS
+        }
+        Err(Failure(message)) => {
+            eprintln!("kubectl jit: {message}");
+            ExitCode::from(super::exit::FAILED)
+        }
+    }
+}
+
+async fn client(args: &JitArgs) -> Result<Client, Failure> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await
+        }
+        None => kube::Config::from_kubeconfig(&options).await,
+    }
+    .map_err(|e| format!("no usable kubeconfig ({e}); set KUBECONFIG or pass --kubeconfig"))?;
+    Client::try_from(config)
+        .map_err(|e| Failure(format!("cannot set up the connection to the cluster: {e}")))
+}
+
+/// Explains an API error for a person: what went wrong and what to do.
+fn explain(e: kube::Error, verb: &str, name: Option<&str>) -> Failure {
+    match e {
+        kube::Error::Api(status) => {
+            let message = status.message.clone();
+            let named = status.details.as_ref().is_some_and(|d| !d.name.is_empty());
+            match status.code {
+                404 if named || name.is_some() && message.contains("not found") => Failure(format!(
+                    "there is no access request named {:?}; see `kubectl jit list --all`",
+                    name.unwrap_or_default()
+                )),
+                404 => Failure(
+                    "the AccessRequest API (accessrequests.jitguard.dev/v1alpha1) is not installed in this cluster; install jitguard first (manifests/base/accessrequest-crd.yaml)".into(),
+                ),
+                403 if message.contains("admission webhook") => Failure(format!("refused: {message}")),
+                403 => Failure(format!(
+                    "you may not {verb} access requests: {message}; ask a cluster admin for jitguard's requester or approver role"
+                )),
+                401 => Failure(format!(
+                    "the cluster does not know who you are ({message}); log in again"
+                )),
+                409 => Failure(format!(
+                    "the request changed while you were working on it ({message}); run the command again"
+                )),
+                _ => Failure(format!("the API server refused to {verb}: {message}")),
+            }
+        }
+        other => Failure(format!("cannot reach the cluster: {other}")),
+    }
+}
+
+async fn whoami(client: &Client) -> Result<(String, Vec<String>), Failure> {
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = api
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| explain(e, "look up", None))?;
+    let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    let user = info
+        .username
+        .ok_or_else(|| Failure("the API server did not say who you are".into()))?;
+    Ok((user, info.groups.unwrap_or_default()))
+}
+
+async fn execute(args: &JitArgs) -> Result<String, Failure> {
+    let client = client(args).await?;
+    let api: Api<AccessRequest> = Api::all(client.clone());
+    let json = args.output == Output::Json;
+    match &args.command {
+        JitCommand::Request(r) => {
+            let ar = new_request(r)?;
+            let created = api
+                .create(&PostParams::default(), &ar)
+                .await
+                .map_err(|e| explain(e, "create", None))?;
+            Ok(if json {
+                to_json(&created)
+            } else {
+                format!(
+                    "accessrequest {} created (Pending); an approver runs: kubectl jit approve {}\n",
+                    created.name_any(),
+                    created.name_any()
+                )
+            })
+        }
+        JitCommand::List(l) => {
+            let items = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| explain(e, "list", None))?
+                .items;
+            let (me, groups) = if l.all {
+                (String::new(), Vec::new())
+            } else {
+                whoami(&client).await?
+            };
+            let mut shown: Vec<&AccessRequest> = items
+                .iter()
+                .filter(|ar| {
+                    if l.all {
+                        true
+                    } else if l.pending {
+                        phase(ar) == Phase::Pending
+                            && ar.spec.requester != me
+                            && !ar.spec.group.as_ref().is_some_and(|g| groups.contains(g))
+                    } else {
+                        ar.spec.requester == me
+                    }
+                })
+                .collect();
+            shown.sort_by_key(|ar| ar.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            Ok(if json { to_json(&shown) } else { table(&shown) })
+        }
+        JitCommand::Show { name } => {
+            let ar = api
+                .get(name)
+                .await
+                .map_err(|e| explain(e, "read", Some(name)))?;
+            Ok(if json { to_json(&ar) } else { describe(&ar) })
+        }
+        JitCommand::Approve(d) | JitCommand::Deny(d) => {
+            let decision = if matches!(args.command, JitCommand::Approve(_)) {
+                ApprovalDecision::Approve
+            } else {
+                ApprovalDecision::Deny
+            };
+            let (me, _) = whoami(&client).await?;
+            let updated = update_status(&api, &d.name, |ar| {
+                let status = ar.status.get_or_insert_with(Default::default);
+                // Who and when are stamped by the webhook from the request itself; the
+                // values here only say what the user means.
+                status.approvals.push(Approval {
+                    approver: me.clone(),
+                    approver_groups: Vec::new(),
+                    decision,
+                    at: Time(Timestamp::now()),
+                    comment: d.comment.clone(),
+                    uid: ar.metadata.uid.clone().unwrap_or_default(),
+                    generation: ar.metadata.generation.unwrap_or_default(),
+                });
+            })
+            .await?;
+            Ok(if json {
+                to_json(&updated)
+            } else {
+                let verb = if decision == ApprovalDecision::Approve {
+                    "approved"
+                } else {
+                    "denied"
+                };
+                format!(
+                    "accessrequest {} {verb} by {me}; it is now {}\n",
+                    d.name,
+                    phase(&updated).as_str()
+                )
+            })
+        }
+        JitCommand::Revoke { name } => {
+            let (me, _) = whoami(&client).await?;
+            let updated = update_status(&api, name, |ar| {
+                // Who revoked and when are jitguard's to stamp.
+                ar.status.get_or_insert_with(Default::default).phase = Phase::Revoked;
+            })
+            .await?;
+            Ok(if json {
+                to_json(&updated)
+            } else {
+                format!("accessrequest {name} revoked by {me}\n")
+            })
+        }
+        JitCommand::Extend(x) => {
+            let old = api
+                .get(&x.name)
+                .await
+                .map_err(|e| explain(e, "read", Some(&x.name)))?;
+            let ar = AccessRequest {
+                metadata: ObjectMeta {
+                    generate_name: Some(format!("{}-ext-", truncated(&x.name, 50))),
+                    ..ObjectMeta::default()
+                },
+                spec: AccessRequestSpec {
+                    requester: String::new(),
+                    requester_groups: Vec::new(),
+                    group: old.spec.group.clone(),
+                    scope: old.spec.scope.clone(),
+                    reason: x.reason.clone(),
+                    ticket: old.spec.ticket.clone(),
+                    duration: x.duration.clone(),
+                    role_ref: old.spec.role_ref.clone(),
+                    break_glass: false,
+                    extends: Some(x.name.clone()),
+                },
+                status: None,
+            };
+            let created = api
+                .create(&PostParams::default(), &ar)
+                .await
+                .map_err(|e| explain(e, "create", None))?;
+            Ok(if json {
+                to_json(&created)
+            } else {
+                format!(
+                    "accessrequest {} created: extends {} by {} once approved\n",
+                    created.name_any(),
+                    x.name,
+                    x.duration
+                )
+            })
+        }
+    }
+}
+
+/// Read, change, write the status with the version read; on a conflict (someone else
+/// decided meanwhile) read again and retry, a few times.
+async fn update_status(
+    api: &Api<AccessRequest>,
+    name: &str,
+    change: impl Fn(&mut AccessRequest),
+) -> Result<AccessRequest, Failure> {
+    let mut attempts = 0;
+    loop {
+        let mut ar = api
+            .get(name)
+            .await
+            .map_err(|e| explain(e, "read", Some(name)))?;
+        change(&mut ar);
+        match api.replace_status(name, &PostParams::default(), &ar).await {
+            Ok(updated) => return Ok(updated),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempts < 3 => attempts += 1,
+            Err(e) => return Err(explain(e, "update", Some(name))),
+        }
+    }
+}
+
+fn new_request(r: &RequestArgs) -> Result<AccessRequest, Failure> {
+    crate::grant::resource::parse_duration(&r.duration)
+        .map_err(|e| Failure(format!("--duration: {e}")))?;
+    if r.reason.trim().is_empty() {
+        return Err(Failure(
+            "--reason is required: say why you need access".into(),
+        ));
+    }
+    let role_ref = match &r.role {
+        Some(text) => {
+            let (kind, name) = text
+                .split_once('/')
+                .filter(|(k, n)| matches!(*k, "ClusterRole" | "Role") && !n.is_empty())
+                .ok_or_else(|| {
+                    Failure(format!(
+                        "--role {text:?}: write ClusterRole/NAME or Role/NAME"
+                    ))
+                })?;
+            Some(RoleRef {
+                kind: kind.into(),
+                name: name.into(),
+            })
+        }
+        None => None,
+    };
+    let operations = if r.operation.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        r.operation.iter().map(|o| o.to_uppercase()).collect()
+    };
+    let api_groups = if r.api_group.is_empty() {
+        vec![String::new()]
+    } else {
+        r.api_group.clone()
+    };
+    let metadata = match &r.request_name {
+        Some(name) => ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        None => ObjectMeta {
+            generate_name: Some("jit-".into()),
+            ..ObjectMeta::default()
+        },
+    };
+    Ok(AccessRequest {
+        metadata,
+        spec: AccessRequestSpec {
+            requester: String::new(),
+            requester_groups: Vec::new(),
+            group: r.group.clone(),
+            scope: vec![ScopeRule {
+                operations,
+                api_groups,
+                resources: r.resource.clone(),
+                namespaces: r.namespace.clone(),
+                names: r.names.clone(),
+            }],
+            reason: r.reason.clone(),
+            ticket: r.ticket.clone(),
+            duration: r.duration.clone(),
+            role_ref,
+            break_glass: r.break_glass,
+            extends: None,
+        },
+        status: None,
+    })
+}
+
+fn truncated(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or(s)
+}
+
+fn phase(ar: &AccessRequest) -> Phase {
+    ar.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value)
+        .map_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"), |s| s + "\n")
+}
+
+fn scope_text(rule: &ScopeRule) -> String {
+    let groups: Vec<&str> = rule
+        .api_groups
+        .iter()
+        .map(|g| if g.is_empty() { "core" } else { g.as_str() })
+        .collect();
+    let mut text = format!(
+        "{} {} ({})",
+        rule.operations.join(","),
+        rule.resources.join(","),
+        groups.join(",")
+    );
+    if !rule.namespaces.is_empty() {
+        text.push_str(&format!(" in {}", rule.namespaces.join(",")));
+    }
+    if !rule.names.is_empty() {
+        text.push_str(&format!(" named {}", rule.names.join(",")));
+    }
+    text
+}
+
+fn table(items: &[&AccessRequest]) -> String {
+    if items.is_empty() {
+        return "no access requests\n".into();
+    }
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|ar| {
+            let status = ar.status.clone().unwrap_or_default();
+            let mut name = ar.name_any();
+            if ar.spec.break_glass {
+                name.push_str(" (break-glass)");
+            }
+            [
+                name,
+                ar.spec.requester.clone(),
+                status.phase.as_str().to_string(),
+                ar.spec.duration.clone(),
+                status
+                    .expires_at
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                ar.spec
+                    .scope
+                    .iter()
+                    .map(scope_text)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "REQUESTER", "PHASE", "DURATION", "EXPIRES", "SCOPE"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (cell, width) in cells.iter().zip(widths) {
+            l.push_str(&format!("{cell:<width$}   "));
+        }
+        l.trim_end().to_string()
+    };
+    w!(out, "{}", line(header.to_vec()));
+    for row in &rows {
+        w!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn describe(ar: &AccessRequest) -> String {
+    let status = ar.status.clone().unwrap_or_default();
+    let spec = &ar.spec;
+    let mut out = String::new();
+    w!(out, "Name:       {}", ar.name_any());
+    w!(
+        out,
+        "Requester:  {} ({})",
+        spec.requester,
+        spec.requester_groups.join(", ")
+    );
+    if let Some(g) = &spec.group {
+        w!(out, "For group:  {g}");
+    }
+    w!(out, "Phase:      {}", status.phase.as_str());
+    w!(out, "Reason:     {}", spec.reason);
+    if let Some(t) = &spec.ticket {
+        w!(out, "Ticket:     {t}");
+    }
+    w!(out, "Duration:   {}", spec.duration);
+    if spec.break_glass {
+        w!(
+            out,
+            "Break-glass: yes{}",
+            if status.review_required {
+                " (review required)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(r) = &spec.role_ref {
+        w!(out, "Role:       {}/{}", r.kind, r.name);
+    }
+    if let Some(x) = &spec.extends {
+        w!(out, "Extends:    {x}");
+    }
+    w!(out, "Scope:");
+    for rule in &spec.scope {
+        w!(out, "  - {}", scope_text(rule));
+    }
+    if let Some(t) = &status.approved_at {
+        w!(out, "Approved at: {}", t.0);
+    }
+    if let Some(t) = &status.expires_at {
+        w!(out, "Expires at:  {}", t.0);
+    }
+    if let (Some(by), Some(at)) = (&status.revoked_by, &status.revoked_at) {
+        w!(out, "Revoked:    by {by} at {}", at.0);
+    }
+    if !status.approvals.is_empty() {
+        w!(out, "Decisions:");
+        for a in &status.approvals {
+            let verb = match a.decision {
+                ApprovalDecision::Approve => "approved",
+                ApprovalDecision::Deny => "denied",
+            };
+            let comment = a
+                .comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            w!(out, "  - {verb} by {} at {}{comment}", a.approver, a.at.0);
+        }
+    }
+    if !status.conditions.is_empty() {
+        w!(out, "Conditions:");
+        for c in &status.conditions {
+            w!(
+                out,
+                "  - {}={} ({}): {}",
+                c.type_,
+                c.status,
+                c.reason,
+                c.message
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn args(extra: &[&str]) -> RequestArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            r: RequestArgs,
+        }
+        let mut argv = vec!["x"];
+        argv.extend_from_slice(extra);
+        P::try_parse_from(argv).unwrap().r
+    }
+
+    #[test]
+    fn a_denials_request_line_becomes_exactly_that_scope() {
+        // The line a denial prints (grant/coverage.rs) parses into the scope it names.
+        let r = args(&[
+            "--namespace",
+            "prod",
+            "--api-group",
+            "networking.k8s.io",
+            "--resource",
+            "ingresses",
+            "--operation",
+            "DELETE",
+            "--name",
+            "web",
+            "--duration",
+            "30m",
+            "--reason",
+            "fix",
+        ]);
+        let ar = new_request(&r).unwrap();
+        let rule = &ar.spec.scope[0];
+        assert_eq!(rule.namespaces, ["prod"]);
+        assert_eq!(rule.api_groups, ["networking.k8s.io"]);
+        assert_eq!(rule.operations, ["DELETE"]);
+        assert_eq!(rule.names, ["web"]);
+        assert_eq!(ar.metadata.generate_name.as_deref(), Some("jit-"));
+    }
+
+    #[test]
+    fn bad_flags_get_a_clear_error_before_any_call() {
+        let mut r = args(&[
+            "--resource",
+            "pods/exec",
+            "--reason",
+            "x",
+            "--duration",
+            "1d",
+        ]);
+        assert!(new_request(&r).unwrap_err().0.contains("--duration"));
+        r.duration = "30m".into();
+        r.role = Some("cluster-admin".into());
+        assert!(new_request(&r).unwrap_err().0.contains("ClusterRole/NAME"));
+    }
+}

@@ -1,0 +1,487 @@
+//! The controller: the part of the approval workflow that happens with nobody calling.
+//! It approves by policy and by break-glass, lets pending requests lapse, binds a grant's
+//! role while it is live, ends grants at their expiry and removes everything labelled with
+//! a grant once it ended, and turns each step into an audit record and a Kubernetes Event.
+//!
+//! Every replica watches AccessRequests; only the holder of a `coordination.k8s.io` Lease
+//! acts. Decisions are made by the pure [`plan`]; this module only carries them out.
+//! Nothing here is on the admission path: the webhook never waits for the controller.
+
+pub mod lease;
+pub mod plan;
+pub mod provision;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{ApiResource, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use regorus::Value;
+
+use crate::approval::{AccessPolicy, POLICY_APPROVER};
+use crate::audit::Audit;
+use crate::grant::resource::ApprovalDecision;
+use crate::grant::{AccessRequest, Phase};
+use crate::metrics::Metrics;
+use crate::policy::{PolicyEngine, PolicySet};
+use lease::LeaderElector;
+use plan::{Context, Step};
+use provision::BindError;
+
+/// The controller's name in Events and its Lease's name.
+pub const NAME: &str = "jitguard-controller";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the Lease lives (jitguard's namespace).
+    pub namespace: String,
+    /// This replica's identity in the Lease (its pod name).
+    pub identity: String,
+    pub lease_duration: Duration,
+    /// How often the leader re-plans every request (expiry, lapse) without a change
+    /// from the watch.
+    pub tick: Duration,
+    /// What the reaper looks for, labelled with the grant.
+    pub reap: Vec<ApiResource>,
+}
+
+impl Config {
+    pub fn new(namespace: &str, identity: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            identity: identity.to_string(),
+            lease_duration: Duration::from_secs(15),
+            tick: Duration::from_secs(1),
+            reap: provision::default_reap_resources(),
+        }
+    }
+}
+
+pub struct Controller {
+    client: Client,
+    policies: Arc<ArcSwap<PolicySet>>,
+    audit: Audit,
+    metrics: Metrics,
+    config: Config,
+    recorder: Recorder,
+    engine: Option<PolicyEngine>,
+    observed: Observed,
+}
+
+impl Controller {
+    pub fn new(
+        client: Client,
+        policies: Arc<ArcSwap<PolicySet>>,
+        audit: Audit,
+        metrics: Metrics,
+        config: Config,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: NAME.into(),
+                instance: Some(config.identity.clone()),
+            },
+        );
+        Self {
+            client,
+            policies,
+            audit,
+            metrics,
+            config,
+            recorder,
+            engine: None,
+            observed: Observed::default(),
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(mut self) {
+        let api: Api<AccessRequest> = Api::all(self.client.clone());
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        tokio::pin!(stream);
+        let elector = LeaderElector::new(
+            Api::<Lease>::namespaced(self.client.clone(), &self.config.namespace),
+            NAME,
+            &self.config.identity,
+            self.config.lease_duration,
+        );
+        // Renew well inside the lease, as client-go does (renew deadline < lease duration).
+        let renew_every = self.config.lease_duration / 3;
+        let mut leading_until: Option<Instant> = None;
+        let mut last_renewal: Option<Instant> = None;
+        // Acting before the first full list would take a partial view for the truth.
+        let mut synced = false;
+        let mut ticker = tokio::time::interval(self.config.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = stream.next() => match event {
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "AccessRequest watch (controller) failed; retrying with backoff");
+                        continue;
+                    }
+                    Some(Ok(watcher::Event::InitDone)) => synced = true,
+                    Some(Ok(_)) => {}
+                    None => return,
+                },
+                _ = ticker.tick() => {}
+            }
+            if last_renewal.is_none_or(|t| t.elapsed() >= renew_every) {
+                let started = Instant::now();
+                match elector.try_lead().await {
+                    Ok(true) => {
+                        if leading_until.is_none() {
+                            tracing::info!(identity = elector.identity(), "leading the controller");
+                            self.observed = Observed::default();
+                        }
+                        leading_until = Some(started + self.config.lease_duration);
+                    }
+                    Ok(false) => {
+                        if leading_until.take().is_some() {
+                            tracing::info!("another replica leads the controller now");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the controller's Lease");
+                    }
+                }
+                last_renewal = Some(started);
+            }
+            let leading = leading_until.is_some_and(|until| Instant::now() < until);
+            self.metrics.controller_leader.set(i64::from(leading));
+            if leading && synced {
+                self.reconcile_all(&store).await;
+            }
+        }
+    }
+
+    async fn reconcile_all(&mut self, store: &Store<AccessRequest>) {
+        let all = store.state();
+        let by_name: HashMap<String, Arc<AccessRequest>> =
+            all.iter().map(|ar| (ar.name_any(), ar.clone())).collect();
+        for ar in &all {
+            self.observe(ar).await;
+            self.reconcile(ar, &by_name).await;
+        }
+        self.observed.settle(&by_name);
+    }
+
+    /// One request: plan, carry out, record.
+    async fn reconcile(&mut self, ar: &AccessRequest, all: &HashMap<String, Arc<AccessRequest>>) {
+        let now = Timestamp::now();
+        let policy = if plan::needs_policy(ar) {
+            match self.access_policy(ar, now) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(request = %ar.name_any(), error = %e, "the access policy cannot decide on this request; only time-driven steps apply");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let extended_end = ar
+            .spec
+            .extends
+            .as_ref()
+            .and_then(|name| all.get(name))
+            .and_then(|old| extended_end(ar, old));
+        let cx = Context {
+            now,
+            policy: policy.as_ref(),
+            extended_end,
+        };
+        let plan = plan::plan(ar, &cx);
+        if plan.is_empty() {
+            return;
+        }
+        let Some(mut status) = plan.status else {
+            return;
+        };
+        let mut steps = plan.steps;
+        let name = ar.name_any();
+        if plan.provision {
+            // Without the policy it is unknown whether escalating roles may be bound:
+            // wait for it rather than guess.
+            let Some(policy) = &policy else { return };
+            let outcome = match provision::bind(&self.client, ar, policy).await {
+                Ok(made) => Ok(made),
+                Err(BindError::Refused(e)) => Err(e),
+                Err(BindError::Transient(e)) => {
+                    self.count("provision", false);
+                    tracing::warn!(request = %name, error = %e, "cannot provision the grant's RoleBindings; retrying");
+                    return;
+                }
+            };
+            self.count("provision", outcome.is_ok());
+            steps.push(plan::provisioned(&mut status, &outcome, now));
+        }
+        if plan.reap {
+            match provision::reap(&self.client, &name, &self.config.reap).await {
+                Ok(removed) => {
+                    self.count("reap", true);
+                    steps.push(plan::reaped(&mut status, &removed, now));
+                }
+                Err(e) => {
+                    // Retried on the next pass; the status says Reaped only once it is true.
+                    self.count("reap", false);
+                    tracing::warn!(request = %name, error = %e, "cannot remove the grant's objects; retrying");
+                    return;
+                }
+            }
+        }
+        let mut next = ar.clone();
+        next.status = Some(status);
+        // A replace carries the resourceVersion read: if anyone wrote since, it is refused.
+        let api: Api<AccessRequest> = Api::all(self.client.clone());
+        let written = api
+            .replace_status(&name, &PostParams::default(), &next)
+            .await;
+        match written {
+            Ok(_) => {
+                self.count("status", true);
+                for step in &steps {
+                    self.record(ar, step).await;
+                }
+            }
+            // Someone wrote first (an approver, another leader's last act): the watch
+            // brings the new version and the next pass plans again.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(request = %name, "status changed meanwhile; re-planning");
+            }
+            Err(e) => {
+                self.count("status", false);
+                tracing::warn!(request = %name, error = %e, "cannot update the request's status");
+            }
+        }
+    }
+
+    fn count(&self, action: &str, ok: bool) {
+        self.metrics
+            .controller_actions
+            .with_label_values(&[action, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// The access policy for a request, evaluated as for its creation by its requester.
+    fn access_policy(
+        &mut self,
+        ar: &AccessRequest,
+        now: Timestamp,
+    ) -> Result<AccessPolicy, String> {
+        let current = self.policies.load_full();
+        if self
+            .engine
+            .as_ref()
+            .is_none_or(|e| e.generation() != current.generation())
+        {
+            self.engine = Some(current.engine());
+        }
+        let input = creation_input(ar, now)?;
+        match self.engine.as_mut() {
+            Some(engine) => engine.access_policy(&input),
+            None => Err("no policy engine".into()),
+        }
+    }
+
+    /// An audit record and an Event on the request.
+    async fn record(&self, ar: &AccessRequest, step: &Step) {
+        let name = ar.name_any();
+        self.audit
+            .access_step(step.audit, &name, &step.by, &step.note);
+        let event = Event {
+            type_: if step.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: step.reason.to_string(),
+            note: Some(truncate(&step.note, 1000)),
+            action: step.reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &ar.object_ref(&())).await {
+            // Events are best effort; the audit record above is the one that counts.
+            tracing::debug!(request = %name, error = %e, "cannot publish an Event");
+        }
+    }
+
+    /// Steps the webhook admitted (requested, approved, denied, revoked) become Events
+    /// here: the webhook must not call the API server on the request path.
+    async fn observe(&mut self, ar: &AccessRequest) {
+        for step in self.observed.changes(ar) {
+            let event = Event {
+                type_: if step.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: step.reason.to_string(),
+                note: Some(truncate(&step.note, 1000)),
+                action: step.reason.to_string(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &ar.object_ref(&())).await {
+                tracing::debug!(request = %ar.name_any(), error = %e, "cannot publish an Event");
+            }
+        }
+    }
+}
+
+/// When the grant that `ar` extends ends, if it is the requester's approved grant with
+/// the same scope (the webhook checked this at creation; checked again, as it is cheap).
+fn extended_end(ar: &AccessRequest, old: &AccessRequest) -> Option<Timestamp> {
+    let status = old.status.as_ref()?;
+    (status.phase == Phase::Approved
+        && old.spec.requester == ar.spec.requester
+        && old.spec.scope == ar.spec.scope)
+        .then(|| status.expires_at.as_ref().map(|t| t.0))
+        .flatten()
+}
+
+/// The AdmissionReview the API server sent when the requester created `ar`: the access
+/// policy is written against that input.
+fn creation_input(ar: &AccessRequest, now: Timestamp) -> Result<Value, String> {
+    let object = serde_json::to_value(ar).map_err(|e| e.to_string())?;
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("controller-{}", ar.metadata.uid.clone().unwrap_or_default()),
+            "kind": {"group": "jitguard.dev", "version": "v1alpha1", "kind": "AccessRequest"},
+            "resource": {"group": "jitguard.dev", "version": "v1alpha1", "resource": "accessrequests"},
+            "name": ar.name_any(),
+            "operation": "CREATE",
+            "userInfo": {"username": ar.spec.requester, "groups": ar.spec.requester_groups},
+            "object": object,
+            "dryRun": false,
+        },
+        "jit": {"now_ns": i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX), "grants": []},
+    });
+    Value::from_json_str(&review.to_string()).map_err(|e| e.to_string())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", text.get(..end).unwrap_or_default())
+}
+
+/// What the leader has seen of each request, to turn the webhook's steps into Events.
+/// Starts empty at each new leadership: what happened before is taken as known (the
+/// audit log has it), so a failover does not repeat Events.
+#[derive(Default)]
+struct Observed {
+    seen: HashMap<String, (Phase, usize)>,
+    baselined: bool,
+}
+
+impl Observed {
+    fn changes(&mut self, ar: &AccessRequest) -> Vec<Step> {
+        let uid = ar.metadata.uid.clone().unwrap_or_else(|| ar.name_any());
+        let status = ar.status.clone().unwrap_or_default();
+        let now = (status.phase, status.approvals.len());
+        let before = self.seen.insert(uid, now);
+        if !self.baselined {
+            return Vec::new();
+        }
+        let mut steps = Vec::new();
+        let (old_phase, old_count) = match before {
+            Some(b) => b,
+            None => {
+                let note = format!(
+                    "{} asks for {} of access: {}",
+                    ar.spec.requester, ar.spec.duration, ar.spec.reason
+                );
+                steps.push(Step::new(
+                    "access.requested",
+                    "Requested",
+                    note,
+                    &ar.spec.requester,
+                ));
+                (Phase::Pending, 0)
+            }
+        };
+        for a in status.approvals.iter().skip(old_count) {
+            if a.approver.starts_with(POLICY_APPROVER) {
+                continue; // the controller recorded its own
+            }
+            let (reason, verb) = match a.decision {
+                ApprovalDecision::Approve => ("Approval", "approved"),
+                ApprovalDecision::Deny => ("Denied", "denied"),
+            };
+            let comment = a
+                .comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            steps.push(Step::new(
+                "access.decision",
+                reason,
+                format!("{verb} by {}{comment}", a.approver),
+                &a.approver,
+            ));
+        }
+        if status.phase != old_phase {
+            match status.phase {
+                Phase::Approved
+                    if !status
+                        .approvals
+                        .iter()
+                        .any(|a| a.approver.starts_with(POLICY_APPROVER))
+                        && !status.review_required =>
+                {
+                    let until = status
+                        .expires_at
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default();
+                    steps.push(Step::new(
+                        "access.approved",
+                        "Approved",
+                        format!("approval requirements met; live until {until}"),
+                        "",
+                    ));
+                }
+                Phase::Revoked => {
+                    let by = status.revoked_by.clone().unwrap_or_default();
+                    steps.push(Step::new(
+                        "access.revoked",
+                        "Revoked",
+                        format!("revoked by {by}"),
+                        &by,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        steps
+    }
+
+    /// After a full pass: later passes report changes; vanished requests are forgotten.
+    fn settle(&mut self, all: &HashMap<String, Arc<AccessRequest>>) {
+        self.baselined = true;
+        let uids: std::collections::HashSet<String> = all
+            .values()
+            .map(|ar| ar.metadata.uid.clone().unwrap_or_else(|| ar.name_any()))
+            .collect();
+        self.seen.retain(|uid, _| uids.contains(uid));
+    }
+}

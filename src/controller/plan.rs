@@ -1,0 +1,541 @@
+//! What the controller does next with one AccessRequest, decided without I/O: approve it
+//! by policy or by break-glass, let a pending request lapse, end a grant at its expiry,
+//! provision its RoleBindings once it is live, reap what it left behind once it ended.
+//! The controller carries the plan out; every step here is idempotent, so a plan made
+//! from a slightly stale view only costs a refused write (409) and a retry.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::approval::{AccessPolicy, POLICY_APPROVER};
+use crate::grant::resource::{parse_duration, Approval, ApprovalDecision};
+use crate::grant::{AccessRequest, AccessRequestStatus, Phase};
+
+/// Condition types the controller writes.
+pub const LIVE: &str = "Live";
+pub const REAPED: &str = "Reaped";
+pub const BREAK_GLASS: &str = "BreakGlass";
+pub const LAPSED: &str = "Lapsed";
+
+/// One lifecycle step: an audit record (`audit`) and a Kubernetes Event (`reason`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub audit: &'static str,
+    pub reason: &'static str,
+    pub note: String,
+    /// Who did it: a person, `policy:<rule>`, or the controller (empty).
+    pub by: String,
+    pub warning: bool,
+}
+
+impl Step {
+    pub fn new(audit: &'static str, reason: &'static str, note: String, by: &str) -> Self {
+        Self {
+            audit,
+            reason,
+            note,
+            by: by.to_string(),
+            warning: false,
+        }
+    }
+
+    fn warning(mut self) -> Self {
+        self.warning = true;
+        self
+    }
+}
+
+/// The controller's next moves for one AccessRequest.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Create the grant's RoleBindings (before writing `status`; the outcome becomes
+    /// the Live condition).
+    pub provision: bool,
+    /// Delete every object labelled with the grant (before writing `status`).
+    pub reap: bool,
+    /// The status to write, if it changes.
+    pub status: Option<AccessRequestStatus>,
+    /// Recorded once the status write succeeded.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        !self.provision && !self.reap && self.status.is_none()
+    }
+}
+
+/// What the plan needs to know besides the object.
+pub struct Context<'a> {
+    pub now: Timestamp,
+    /// The access policy evaluated for this request as its requester created it; `None`
+    /// when it could not be evaluated (then nothing is approved by policy).
+    pub policy: Option<&'a AccessPolicy>,
+    /// For `spec.extends`: when the extended grant ends.
+    pub extended_end: Option<Timestamp>,
+}
+
+/// Whether planning this request needs the access policy (only pending requests and
+/// grants about to bind a role do; evaluating it for every settled request would be waste).
+pub fn needs_policy(ar: &AccessRequest) -> bool {
+    let status = ar.status.clone().unwrap_or_default();
+    match status.phase {
+        Phase::Pending => true,
+        Phase::Approved => ar.spec.role_ref.is_some() && condition(&status, LIVE).is_none(),
+        _ => false,
+    }
+}
+
+pub fn plan(ar: &AccessRequest, cx: &Context<'_>) -> Plan {
+    let status = ar.status.clone().unwrap_or_default();
+    let now = cx.now;
+    let mut plan = Plan::default();
+    match status.phase {
+        Phase::Pending => pending(ar, status, cx, &mut plan),
+        Phase::Approved => {
+            let expires = status.expires_at.as_ref().map(|t| t.0);
+            let starts = status.approved_at.as_ref().map(|t| t.0);
+            if expires.is_none_or(|end| now >= end) {
+                let mut next = status;
+                next.phase = Phase::Expired;
+                let at = expires.map_or_else(|| "an unknown time".into(), |t| t.to_string());
+                plan.steps.push(Step::new(
+                    "access.expired",
+                    "Expired",
+                    format!("the grant ended at {at}"),
+                    "",
+                ));
+                // Whatever the grant created goes with it, in the same pass.
+                plan.reap = true;
+                plan.status = Some(next);
+            } else if starts.is_some_and(|s| s <= now) && condition(&status, LIVE).is_none() {
+                // Live: bind the role (if any) and say so once.
+                plan.provision = ar.spec.role_ref.is_some();
+                let mut next = status;
+                if !plan.provision {
+                    set_condition(&mut next, LIVE, true, "Active", "the grant is live", now);
+                }
+                plan.steps.push(Step::new(
+                    "access.live",
+                    "Live",
+                    format!(
+                        "live until {}",
+                        expires.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                    "",
+                ));
+                plan.status = Some(next);
+            }
+        }
+        Phase::Expired | Phase::Revoked => {
+            // Only a grant that was approved can have left anything behind.
+            if status.approved_at.is_some() && condition(&status, REAPED).is_none() {
+                plan.reap = true;
+                plan.status = Some(status);
+            }
+        }
+        Phase::Denied => {}
+    }
+    plan
+}
+
+/// Records the reaper's outcome in the status (the controller calls this after reaping).
+pub fn reaped(next: &mut AccessRequestStatus, removed: &[String], now: Timestamp) -> Step {
+    let message = if removed.is_empty() {
+        "nothing labelled with the grant was left".to_string()
+    } else {
+        format!("removed {}", removed.join(", "))
+    };
+    set_condition(next, REAPED, true, "Reaped", &message, now);
+    Step::new("access.reaped", "Reaped", message, "")
+}
+
+/// Records provisioning's outcome (the controller calls this after trying).
+pub fn provisioned(
+    next: &mut AccessRequestStatus,
+    outcome: &Result<Vec<String>, String>,
+    now: Timestamp,
+) -> Step {
+    match outcome {
+        Ok(bindings) => {
+            let message = format!("bound with {}", bindings.join(", "));
+            set_condition(next, LIVE, true, "Provisioned", &message, now);
+            Step::new("access.provisioned", "Provisioned", message, "")
+        }
+        Err(e) => {
+            set_condition(next, LIVE, false, "ProvisionFailed", e, now);
+            Step::new("access.provision_failed", "ProvisionFailed", e.clone(), "").warning()
+        }
+    }
+}
+
+fn pending(ar: &AccessRequest, status: AccessRequestStatus, cx: &Context<'_>, plan: &mut Plan) {
+    let now = cx.now;
+    let spec = &ar.spec;
+    let created = ar.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let duration = parse_duration(&spec.duration)
+        .ok()
+        .and_then(|d| SignedDuration::try_from(d).ok());
+    let approve = |mut next: AccessRequestStatus, start: Timestamp| {
+        next.phase = Phase::Approved;
+        next.approved_at = Some(Time(start));
+        next.expires_at = duration.and_then(|d| start.checked_add(d).ok()).map(Time);
+        next
+    };
+    let start = cx.extended_end.map_or(now, |end| end.max(now));
+
+    if let Some(policy) = cx.policy {
+        if spec.break_glass {
+            let member = spec
+                .requester_groups
+                .iter()
+                .any(|g| policy.break_glass_groups.contains(g));
+            let within = match (policy.break_glass_max, duration) {
+                (Some(max), Some(d)) => SignedDuration::try_from(max).is_ok_and(|m| d <= m),
+                _ => false,
+            };
+            let mut next = status;
+            if member && within {
+                let mut next = approve(next, now);
+                next.review_required = true;
+                set_condition(
+                    &mut next,
+                    BREAK_GLASS,
+                    true,
+                    "ReviewRequired",
+                    "live without approval (break-glass); every use is audited and must be reviewed",
+                    now,
+                );
+                plan.steps.push(
+                    Step::new(
+                        "access.break_glass_live",
+                        "BreakGlass",
+                        format!(
+                            "break-glass access for {} is live at once for {}; review required",
+                            spec.requester, spec.duration
+                        ),
+                        &spec.requester,
+                    )
+                    .warning(),
+                );
+                plan.status = Some(next);
+            } else {
+                // The access policy changed since creation: the webhook checked it then.
+                next.phase = Phase::Denied;
+                set_condition(
+                    &mut next,
+                    BREAK_GLASS,
+                    false,
+                    "NotAllowed",
+                    "the access policy no longer allows this break-glass request",
+                    now,
+                );
+                plan.steps.push(
+                    Step::new(
+                        "access.denied",
+                        "Denied",
+                        "break-glass no longer allowed by the access policy".into(),
+                        "",
+                    )
+                    .warning(),
+                );
+                plan.status = Some(next);
+            }
+            return;
+        }
+        if let Some(rule) = policy.auto_approve.first() {
+            let mut next = status;
+            next.approvals.push(Approval {
+                approver: format!("{POLICY_APPROVER}{rule}"),
+                approver_groups: Vec::new(),
+                decision: ApprovalDecision::Approve,
+                at: Time(now),
+                comment: Some(format!("approved by policy rule {rule}")),
+                uid: ar.metadata.uid.clone().unwrap_or_default(),
+                generation: ar.metadata.generation.unwrap_or_default(),
+            });
+            plan.status = Some(approve(next, start));
+            plan.steps.push(Step::new(
+                "access.auto_approved",
+                "AutoApproved",
+                format!("approved by policy rule {rule}"),
+                &format!("{POLICY_APPROVER}{rule}"),
+            ));
+            return;
+        }
+    }
+    let ttl = cx
+        .policy
+        .map_or_else(|| AccessPolicy::default().pending_ttl, |p| p.pending_ttl);
+    let lapses = created.and_then(|c| {
+        SignedDuration::try_from(ttl)
+            .ok()
+            .and_then(|t| c.checked_add(t).ok())
+    });
+    if lapses.is_some_and(|at| now >= at) {
+        let mut next = status;
+        next.phase = Phase::Expired;
+        let message = format!(
+            "nobody decided within {}; ask again if access is still needed",
+            crate::grant::resource::format_duration(ttl)
+        );
+        set_condition(&mut next, LAPSED, true, "PendingTTL", &message, now);
+        plan.steps
+            .push(Step::new("access.lapsed", "Lapsed", message, ""));
+        plan.status = Some(next);
+    }
+}
+
+pub fn condition<'a>(status: &'a AccessRequestStatus, kind: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == kind)
+}
+
+/// Sets a condition, keeping its transition time when the status does not change.
+pub fn set_condition(
+    status: &mut AccessRequestStatus,
+    kind: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let value = if value { "True" } else { "False" }.to_string();
+    let fresh = Condition {
+        type_: kind.to_string(),
+        status: value.clone(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: Time(now),
+        observed_generation: None,
+    };
+    match status.conditions.iter_mut().find(|c| c.type_ == kind) {
+        Some(existing) => {
+            let kept = (existing.status == value).then(|| existing.last_transition_time.clone());
+            *existing = fresh;
+            if let Some(t) = kept {
+                existing.last_transition_time = t;
+            }
+        }
+        None => status.conditions.push(fresh),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::grant::resource::{RoleRef, ScopeRule};
+    use crate::grant::AccessRequestSpec;
+    use std::time::Duration;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn request(phase: Phase) -> AccessRequest {
+        let mut ar = AccessRequest::new(
+            "alice-debug",
+            AccessRequestSpec {
+                requester: "alice".into(),
+                requester_groups: vec!["dev".into(), "sre-oncall".into()],
+                scope: vec![ScopeRule {
+                    operations: vec!["CONNECT".into()],
+                    api_groups: vec!["".into()],
+                    resources: vec!["pods/exec".into()],
+                    namespaces: vec!["shop".into()],
+                    names: vec![],
+                }],
+                reason: "debug".into(),
+                duration: "30m".into(),
+                ..Default::default()
+            },
+        );
+        ar.metadata.uid = Some("u1".into());
+        ar.metadata.generation = Some(1);
+        ar.metadata.creation_timestamp = Some(Time(at("2026-11-23T10:00:00Z")));
+        ar.status = Some(AccessRequestStatus {
+            phase,
+            ..Default::default()
+        });
+        ar
+    }
+
+    fn policy() -> AccessPolicy {
+        AccessPolicy {
+            auto_approve: vec!["short-debug".into()],
+            break_glass_groups: vec!["sre-oncall".into()],
+            break_glass_max: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        }
+    }
+
+    fn cx<'a>(now: &str, policy: Option<&'a AccessPolicy>) -> Context<'a> {
+        Context {
+            now: at(now),
+            policy,
+            extended_end: None,
+        }
+    }
+
+    #[test]
+    fn auto_approval_is_recorded_as_the_policy_rule_and_starts_the_clock() {
+        let p = policy();
+        let plan = plan(
+            &request(Phase::Pending),
+            &cx("2026-11-23T10:00:05Z", Some(&p)),
+        );
+        let status = plan.status.unwrap();
+        assert_eq!(status.phase, Phase::Approved);
+        assert_eq!(status.approvals[0].approver, "policy:short-debug");
+        assert_eq!(status.approvals[0].uid, "u1");
+        assert_eq!(status.approved_at.unwrap().0, at("2026-11-23T10:00:05Z"));
+        assert_eq!(status.expires_at.unwrap().0, at("2026-11-23T10:30:05Z"));
+        assert_eq!(plan.steps[0].audit, "access.auto_approved");
+    }
+
+    #[test]
+    fn an_auto_approved_extension_starts_when_the_extended_grant_ends() {
+        let p = policy();
+        let mut c = cx("2026-11-23T10:00:05Z", Some(&p));
+        c.extended_end = Some(at("2026-11-23T10:20:00Z"));
+        let status = plan(&request(Phase::Pending), &c).status.unwrap();
+        assert_eq!(status.approved_at.unwrap().0, at("2026-11-23T10:20:00Z"));
+        assert_eq!(status.expires_at.unwrap().0, at("2026-11-23T10:50:00Z"));
+    }
+
+    #[test]
+    fn break_glass_is_live_at_once_with_a_review_required_and_no_approver() {
+        let p = policy();
+        let mut ar = request(Phase::Pending);
+        ar.spec.break_glass = true;
+        let plan = plan(&ar, &cx("2026-11-23T10:00:05Z", Some(&p)));
+        let status = plan.status.unwrap();
+        assert_eq!(status.phase, Phase::Approved);
+        assert!(status.approvals.is_empty());
+        assert!(status.review_required);
+        assert_eq!(condition(&status, BREAK_GLASS).unwrap().status, "True");
+        assert!(plan.steps[0].warning);
+    }
+
+    #[test]
+    fn break_glass_outside_the_group_or_too_long_is_denied() {
+        let p = policy();
+        let mut ar = request(Phase::Pending);
+        ar.spec.break_glass = true;
+        ar.spec.requester_groups = vec!["dev".into()];
+        let status = plan(&ar, &cx("2026-11-23T10:00:05Z", Some(&p)))
+            .status
+            .unwrap();
+        assert_eq!(status.phase, Phase::Denied);
+        let mut ar = request(Phase::Pending);
+        ar.spec.break_glass = true;
+        ar.spec.duration = "2h".into();
+        let status = plan(&ar, &cx("2026-11-23T10:00:05Z", Some(&p)))
+            .status
+            .unwrap();
+        assert_eq!(status.phase, Phase::Denied);
+    }
+
+    #[test]
+    fn a_pending_request_waits_then_lapses_after_the_ttl() {
+        let p = AccessPolicy::default();
+        assert!(plan(
+            &request(Phase::Pending),
+            &cx("2026-11-24T09:59:59Z", Some(&p))
+        )
+        .is_empty());
+        let plan = plan(
+            &request(Phase::Pending),
+            &cx("2026-11-24T10:00:00Z", Some(&p)),
+        );
+        let status = plan.status.unwrap();
+        assert_eq!(status.phase, Phase::Expired);
+        assert_eq!(condition(&status, LAPSED).unwrap().reason, "PendingTTL");
+        assert!(
+            !plan.reap,
+            "a request that never was live left nothing behind"
+        );
+    }
+
+    #[test]
+    fn without_a_policy_nothing_is_approved_by_policy() {
+        let mut ar = request(Phase::Pending);
+        ar.spec.break_glass = true;
+        assert!(plan(&ar, &cx("2026-11-23T10:00:05Z", None)).is_empty());
+    }
+
+    fn approved(start: &str, end: &str) -> AccessRequest {
+        let mut ar = request(Phase::Approved);
+        let status = ar.status.as_mut().unwrap();
+        status.approved_at = Some(Time(at(start)));
+        status.expires_at = Some(Time(at(end)));
+        ar
+    }
+
+    #[test]
+    fn a_live_grant_with_a_role_is_provisioned_once() {
+        let mut ar = approved("2026-11-23T10:00:00Z", "2026-11-23T10:30:00Z");
+        ar.spec.role_ref = Some(RoleRef {
+            kind: "ClusterRole".into(),
+            name: "view".into(),
+        });
+        assert!(needs_policy(&ar));
+        let first = plan(&ar, &cx("2026-11-23T10:00:01Z", None));
+        assert!(first.provision);
+        let mut status = first.status.unwrap();
+        provisioned(
+            &mut status,
+            &Ok(vec!["shop/jit-alice-debug".into()]),
+            at("2026-11-23T10:00:01Z"),
+        );
+        ar.status = Some(status);
+        assert!(plan(&ar, &cx("2026-11-23T10:00:02Z", None)).is_empty());
+        assert!(!needs_policy(&ar));
+    }
+
+    #[test]
+    fn a_grant_approved_for_later_waits_for_its_start() {
+        let ar = approved("2026-11-23T10:20:00Z", "2026-11-23T10:50:00Z");
+        assert!(plan(&ar, &cx("2026-11-23T10:19:59Z", None)).is_empty());
+        assert!(plan(&ar, &cx("2026-11-23T10:20:00Z", None))
+            .status
+            .is_some());
+    }
+
+    #[test]
+    fn at_expiry_the_grant_expires_and_is_reaped_in_the_same_pass() {
+        let ar = approved("2026-11-23T10:00:00Z", "2026-11-23T10:30:00Z");
+        let plan = plan(&ar, &cx("2026-11-23T10:30:00Z", None));
+        assert!(plan.reap);
+        assert_eq!(plan.status.unwrap().phase, Phase::Expired);
+    }
+
+    #[test]
+    fn a_revoked_grant_is_reaped_once() {
+        let mut ar = approved("2026-11-23T10:00:00Z", "2026-11-23T10:30:00Z");
+        ar.status.as_mut().unwrap().phase = Phase::Revoked;
+        let first = plan(&ar, &cx("2026-11-23T10:10:00Z", None));
+        assert!(first.reap);
+        let mut status = first.status.unwrap();
+        reaped(&mut status, &[], at("2026-11-23T10:10:00Z"));
+        ar.status = Some(status);
+        assert!(plan(&ar, &cx("2026-11-23T10:10:01Z", None)).is_empty());
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_while_unchanged() {
+        let mut s = AccessRequestStatus::default();
+        set_condition(&mut s, LIVE, true, "A", "a", at("2026-11-23T10:00:00Z"));
+        set_condition(&mut s, LIVE, true, "B", "b", at("2026-11-23T11:00:00Z"));
+        assert_eq!(s.conditions.len(), 1);
+        assert_eq!(
+            s.conditions[0].last_transition_time.0,
+            at("2026-11-23T10:00:00Z")
+        );
+        set_condition(&mut s, LIVE, false, "C", "c", at("2026-11-23T12:00:00Z"));
+        assert_eq!(
+            s.conditions[0].last_transition_time.0,
+            at("2026-11-23T12:00:00Z")
+        );
+    }
+}
