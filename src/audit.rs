@@ -107,6 +107,17 @@ struct GrantRecord<'a> {
 #[derive(Clone, Debug)]
 pub struct Audit {
     file: Option<Sender<String>>,
+    uses: Option<tokio::sync::mpsc::Sender<GrantUsed>>,
+}
+
+/// A grant allowed an admission: becomes a `Used` Event on its AccessRequest (in a
+/// cluster), published off the request path.
+#[derive(Clone, Debug)]
+pub struct GrantUsed {
+    pub grant: String,
+    pub break_glass: bool,
+    /// `alice: CONNECT pods/exec prod/web`.
+    pub summary: String,
 }
 
 /// Owns the file writer thread: dropping it flushes what is queued and waits.
@@ -125,7 +136,17 @@ impl Drop for AuditWriter {
 impl Audit {
     /// Records go to tracing only.
     pub fn disabled() -> Self {
-        Self { file: None }
+        Self {
+            file: None,
+            uses: None,
+        }
+    }
+
+    /// Grant uses also go to `tx` (bounded: when it is full a use is dropped from the
+    /// Events, never from the audit record, and never waited for).
+    pub fn with_grant_uses(mut self, tx: tokio::sync::mpsc::Sender<GrantUsed>) -> Self {
+        self.uses = Some(tx);
+        self
     }
 
     /// Records also go to `path`, appended as JSON lines. The writer ends (after a final
@@ -140,7 +161,10 @@ impl Audit {
             .name("jitguard-audit".into())
             .spawn(move || write_lines(file, &rx, &metrics))?;
         Ok((
-            Self { file: Some(tx) },
+            Self {
+                file: Some(tx),
+                uses: None,
+            },
             AuditWriter {
                 thread: Some(thread),
             },
@@ -148,6 +172,31 @@ impl Audit {
     }
 
     pub fn decision(&self, record: &DecisionRecord<'_>) {
+        // Counted once per admission: on the validating webhook, which every guarded
+        // request reaches last.
+        if let (Some(tx), Some(grant), Webhook::Validate, false) = (
+            &self.uses,
+            record.grant,
+            record.webhook,
+            record.request.dry_run,
+        ) {
+            let r = record.request;
+            let target = if r.namespace.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{}/{}", r.namespace, r.name)
+            };
+            let _ = tx.try_send(GrantUsed {
+                grant: grant.name.clone(),
+                break_glass: grant.break_glass,
+                summary: format!(
+                    "{}: {} {} {target}",
+                    r.user,
+                    r.operation.as_str(),
+                    r.resource_path()
+                ),
+            });
+        }
         let findings = serde_json::to_string(&record.findings).unwrap_or_default();
         tracing::info!(
             target: TARGET,

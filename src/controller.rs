@@ -340,6 +340,45 @@ impl Controller {
     }
 }
 
+/// Publishes `Used` Events for grant uses, on every replica (each sees its own
+/// admissions). Repeated uses of a grant become one Event series (kube's Recorder counts
+/// them), so a busy grant does not flood the Events API.
+pub async fn publish_uses(
+    client: Client,
+    identity: String,
+    mut uses: tokio::sync::mpsc::Receiver<crate::audit::GrantUsed>,
+) {
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: NAME.into(),
+            instance: Some(identity),
+        },
+    );
+    while let Some(used) = uses.recv().await {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("jitguard.dev/v1alpha1".into()),
+            kind: Some("AccessRequest".into()),
+            name: Some(used.grant.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: if used.break_glass {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: "Used".into(),
+            note: Some(truncate(&used.summary, 1000)),
+            action: "Admit".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::debug!(grant = %used.grant, error = %e, "cannot publish a Used Event");
+        }
+    }
+}
+
 /// When the grant that `ar` extends ends, if it is the requester's approved grant with
 /// the same scope (the webhook checked this at creation; checked again, as it is cheap).
 fn extended_end(ar: &AccessRequest, old: &AccessRequest) -> Option<Timestamp> {

@@ -222,7 +222,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let args = &config.args;
     let metrics = Metrics::new().context("registering metrics")?;
-    let (audit, _audit_writer) = match &args.audit_file {
+    let (mut audit, _audit_writer) = match &args.audit_file {
         Some(path) => {
             let (audit, writer) = Audit::with_file(path, metrics.clone())
                 .with_context(|| format!("opening the audit file {}", path.display()))?;
@@ -280,6 +280,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let client = kube::Client::try_default().await.context(
                 "no --grants file was given and no cluster is reachable to watch AccessRequests (in-cluster config or KUBECONFIG); pass --grants FILE to run without a cluster",
             )?;
+            // Grant uses become Events on their AccessRequests, off the request path.
+            let (uses_tx, uses_rx) = tokio::sync::mpsc::channel(1024);
+            audit = audit.with_grant_uses(uses_tx);
+            tokio::spawn(controller::publish_uses(
+                client.clone(),
+                pod_identity(args),
+                uses_rx,
+            ));
             tokio::spawn(run_cluster(
                 client.clone(),
                 grants.clone(),

@@ -390,6 +390,15 @@ async fn a_request_approved_by_two_people_is_live_used_revoked_and_reaped() {
     assert_eq!(approval["regarding"]["name"], "alice-prod");
     assert_eq!(approval["regarding"]["kind"], "AccessRequest");
     assert_eq!(approval["reportingController"], "jitguard-controller");
+    let used = &c.events("Used")[0];
+    assert_eq!(used["regarding"]["name"], "alice-prod");
+    assert!(
+        used["note"]
+            .as_str()
+            .unwrap()
+            .contains("alice@example.com: CONNECT pods/exec prod/web"),
+        "{used}"
+    );
     let logs = c.server.logs().join("\n");
     for step in [
         "access.requested",
