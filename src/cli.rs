@@ -5,6 +5,7 @@ mod dry_run;
 mod jit;
 mod serve;
 mod test;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ pub enum Command {
     Test(test::TestArgs),
     /// Compile a policy folder (policies, data and tests) without running anything.
     Check(test::CheckArgs),
+    /// Run example-based policy suites (cases with expected decisions), for CI.
+    Verify(verify::VerifyArgs),
     /// Write a development CA and serving certificate, and print the caBundle.
     Certs(certs::CertsArgs),
     /// Print the AccessRequest CustomResourceDefinition (YAML) generated from the code.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::DryRun(args) => dry_run::run(&args),
         Command::Test(args) => test::run_tests(&args),
         Command::Check(args) => test::run_check(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Jit(args) => jit::run(&args),
         Command::Crd => match crd_yaml() {

@@ -59,10 +59,69 @@ fn the_shipped_pack_tests_pass_under_jitguard_and_under_opa_alike() {
     assert!(ours.0 > 20, "{out}");
 }
 
-/// For every AdmissionReview fixture, the findings jitguard computes equal what OPA
-/// computes for the same packages, on the same input (with the same `input.jit`).
+/// The AdmissionReviews of every case of the shipped suites (policies/suites), with the
+/// `input.jit` jitguard gives them: the case's time and the requester's live grants.
+fn suite_reviews() -> Vec<Value> {
+    let suites = root().join("policies/suites");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&suites)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut reviews = Vec::new();
+    for file in files {
+        let suite: Value = yaml_serde::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let defaults = &suite["defaults"];
+        for case in suite["cases"].as_array().unwrap() {
+            let field = |name: &str| {
+                if case[name].is_null() {
+                    defaults[name].clone()
+                } else {
+                    case[name].clone()
+                }
+            };
+            let user = field("user").as_str().unwrap_or("verify-user").to_string();
+            let groups: Vec<String> = serde_json::from_value(field("groups"))
+                .unwrap_or_else(|_| vec!["system:authenticated".into()]);
+            let operation = field("operation").as_str().unwrap_or("CREATE").to_string();
+            let at: jiff::Timestamp = field("at").as_str().unwrap().parse().unwrap();
+            let requester = jitguard::manifest::Requester {
+                user: user.clone(),
+                groups: groups.clone(),
+                operation: jitguard::admission::Operation::parse(&operation).unwrap(),
+            };
+            let path = suites.join(case["file"].as_str().unwrap());
+            let grants: Vec<Value> = match field("grants").as_str() {
+                Some(g) => jitguard::grant::watch::load_file(&suites.join(g))
+                    .unwrap()
+                    .live_for(&user, &groups, at)
+                    .iter()
+                    .map(|g| serde_json::to_value(g.value()).unwrap())
+                    .collect(),
+                None => Vec::new(),
+            };
+            for item in jitguard::manifest::load(&[path], &requester).unwrap() {
+                let mut review: Value = serde_json::from_slice(&item.body).unwrap();
+                let user_info = &review["request"]["userInfo"]["username"];
+                let grants = if user_info == user.as_str() {
+                    grants.clone()
+                } else {
+                    Vec::new()
+                };
+                review["jit"] = json!({"now_ns": at.as_nanosecond() as i64, "grants": grants});
+                reviews.push(review);
+            }
+        }
+    }
+    reviews
+}
+
+/// For every AdmissionReview of the fixtures and of the shipped suites, the findings
+/// jitguard computes equal what OPA computes for the same packages, on the same input
+/// (with the same `input.jit`).
 #[test]
-fn decisions_on_every_fixture_equal_the_reference_engines() {
+fn decisions_on_every_fixture_and_suite_case_equal_the_reference_engines() {
     let dir = tempfile::tempdir().unwrap();
     let policies = root().join("policies");
     let set = std::sync::Arc::new(
@@ -78,12 +137,24 @@ fn decisions_on_every_fixture_equal_the_reference_engines() {
         .map(|e| e.unwrap().path())
         .collect();
     names.sort();
-    for path in names {
-        let mut review: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        review["jit"] = json!({"now_ns": 1_767_268_800_000_000_000_i64, "grants": []});
-        let file = dir.path().join(path.file_name().unwrap());
-        std::fs::write(&file, serde_json::to_vec(&review).unwrap()).unwrap();
+    let mut reviews: Vec<Value> = names
+        .iter()
+        .map(|path| {
+            let mut review: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            review["jit"] = json!({"now_ns": 1_767_268_800_000_000_000_i64, "grants": []});
+            review
+        })
+        .collect();
+    let fixtures_count = reviews.len();
+    reviews.extend(suite_reviews());
+    assert!(
+        reviews.len() > fixtures_count + 25,
+        "the suites' cases are compared too"
+    );
+    for (i, review) in reviews.iter().enumerate() {
+        let file = dir.path().join(format!("review-{i:03}.json"));
+        std::fs::write(&file, serde_json::to_vec(review).unwrap()).unwrap();
         inputs.push(file.display().to_string());
         let input = regorus::Value::from_json_str(&review.to_string()).unwrap();
         ours.push(engine.evaluate(&input));
@@ -129,5 +200,5 @@ fn decisions_on_every_fixture_equal_the_reference_engines() {
             }
         }
     }
-    assert!(compared >= 30, "only {compared} comparisons");
+    assert!(compared >= 100, "only {compared} comparisons");
 }

@@ -1,0 +1,58 @@
+package jitguard.changewindow_test
+
+import data.jitguard.changewindow
+import data.jitguard.testing
+
+ns(rfc3339) := time.parse_rfc3339_ns(rfc3339)
+
+deployment(namespace) := {
+	"apiVersion": "apps/v1", "kind": "Deployment",
+	"metadata": {"name": "web", "namespace": namespace},
+	"spec": {"template": {"spec": testing.plain_spec}},
+}
+
+change(namespace, at) := testing.at(testing.update(deployment(namespace), "deployments"), ns(at))
+
+# Tuesday 2026-11-24, 10:00 in Berlin.
+test_inside_the_window_no_grant_is_needed if {
+	count(changewindow.require_grant) == 0 with input as change("staging", "2026-11-24T09:00:00Z")
+}
+
+test_after_hours_in_the_zone_needs_a_grant if {
+	# 16:30 in Berlin is 15:30 UTC: the zone decides, not UTC.
+	changewindow.require_grant == {"Deployment staging/web outside the change window of namespace staging (changes are made between 09:00 and 16:00, Europe/Berlin) needs a just-in-time grant"} with input as change("staging", "2026-11-24T15:30:00Z")
+	count(changewindow.require_grant) == 0 with input as change("staging", "2026-11-24T14:59:00Z")
+}
+
+test_before_hours_needs_a_grant if {
+	count(changewindow.require_grant) == 1 with input as change("staging", "2026-11-24T07:59:00Z")
+}
+
+test_fridays_and_weekends_need_a_grant if {
+	some msg in changewindow.require_grant with input as change("staging", "2026-11-27T10:00:00Z")
+	contains(msg, "Friday is not a change day")
+	count(changewindow.require_grant) == 1 with input as change("staging", "2026-11-29T10:00:00Z")
+}
+
+test_holidays_need_a_grant if {
+	some msg in changewindow.require_grant with input as change("staging", "2026-12-24T10:00:00Z")
+	contains(msg, "2026-12-24 is a holiday")
+}
+
+test_a_freeze_needs_a_grant_even_inside_the_hours if {
+	some msg in changewindow.require_grant with input as change("staging", "2026-12-22T10:00:00Z")
+	contains(msg, "the year-end freeze is on")
+	count(changewindow.require_grant) == 0 with input as change("staging", "2027-01-05T10:00:00Z")
+}
+
+test_prefixed_namespaces_are_controlled_and_others_are_not if {
+	count(changewindow.require_grant) == 1 with input as change("staging-eu", "2026-11-29T10:00:00Z")
+	count(changewindow.require_grant) == 0 with input as change("dev", "2026-11-29T10:00:00Z")
+}
+
+test_reads_and_control_plane_are_not_changes if {
+	r := testing.as_user(change("staging", "2026-11-29T10:00:00Z"), testing.controller)
+	count(changewindow.require_grant) == 0 with input as r
+	c := testing.at(testing.connect("staging", "web-0", "exec"), ns("2026-11-29T10:00:00Z"))
+	count(changewindow.require_grant) == 0 with input as c
+}

@@ -1,0 +1,72 @@
+# RBAC: creating ClusterRoleBindings, binding cluster-admin, and roles with escalate, bind,
+# impersonate or wildcard verbs need a just-in-time grant, or are denied outright where
+# the data says so.
+package jitguard.rbac
+
+import data.jitguard.lib
+
+params := data.jitguard.rbac.settings
+
+rbac_resource(name) if {
+	input.request.resource.group == "rbac.authorization.k8s.io"
+	input.request.resource.resource == name
+}
+
+writing if input.request.operation in {"CREATE", "UPDATE"}
+
+binds_cluster_admin if {
+	some kind in ["rolebindings", "clusterrolebindings"]
+	rbac_resource(kind)
+	lib.obj.roleRef.kind == "ClusterRole"
+	lib.obj.roleRef.name == "cluster-admin"
+}
+
+escalating_verbs contains v if {
+	some kind in ["roles", "clusterroles"]
+	rbac_resource(kind)
+	some rule in input.request.object.rules
+	some v in rule.verbs
+	v in {"escalate", "bind", "impersonate", "*"}
+}
+
+# What about this request needs a grant (or is denied).
+sensitive contains sprintf("%s ClusterRoleBinding %s", [verb[input.request.operation], input.request.name]) if {
+	rbac_resource("clusterrolebindings")
+	lib.mutating
+	not binds_cluster_admin
+}
+
+sensitive contains sprintf("binding cluster-admin (%s %s)", [lib.obj.kind, input.request.name]) if {
+	lib.mutating
+	binds_cluster_admin
+	not params.deny.cluster_admin_bindings
+}
+
+sensitive contains sprintf("%s with verbs %s", [lib.describe, concat(", ", sort(escalating_verbs))]) if {
+	writing
+	count(escalating_verbs) > 0
+	not params.deny.escalating_roles
+}
+
+verb := {"CREATE": "creating", "UPDATE": "changing", "DELETE": "deleting"}
+
+require_grant contains sprintf("%s needs a just-in-time grant", [what]) if {
+	not lib.exempt
+	some what in sensitive
+}
+
+deny contains msg if {
+	not lib.exempt
+	lib.mutating
+	binds_cluster_admin
+	params.deny.cluster_admin_bindings
+	msg := sprintf("binding cluster-admin (%s %s) is not allowed", [lib.obj.kind, input.request.name])
+}
+
+deny contains msg if {
+	not lib.exempt
+	writing
+	count(escalating_verbs) > 0
+	params.deny.escalating_roles
+	msg := sprintf("%s grants %s, which is not allowed", [lib.describe, concat(", ", sort(escalating_verbs))])
+}

@@ -1,0 +1,349 @@
+//! `jitguard verify SUITE...`: example-based policy suites for CI, in the spirit of
+//! `gator verify` and `kyverno test`. Each case is a manifest or AdmissionReview file
+//! decided by the server's own code at a given time, as a given user, with a given grants
+//! file, and compared with what the suite expects.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use clap::Args;
+use serde::Deserialize;
+
+use super::{exit, w};
+use crate::admission::Operation;
+use crate::audit::Audit;
+use crate::decision::{OnError, Options, Webhook};
+use crate::grant::GrantStore;
+use crate::manifest::{self, Requester};
+use crate::metrics::Metrics;
+use crate::policy::{EvalOptions, PolicySet};
+use crate::review::{Reviewed, Reviewer, Worker};
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Suite files, or folders of them (every *.yaml directly inside).
+    #[arg(required = true)]
+    pub suites: Vec<PathBuf>,
+    /// Policy folder for suites that do not name one.
+    #[arg(long, default_value_os_t = super::default_policies())]
+    pub policies: PathBuf,
+}
+
+/// A suite file. Paths in it are relative to the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Suite {
+    /// What the suite covers.
+    #[serde(default)]
+    name: String,
+    /// Policy folder [default: --policies].
+    policies: Option<PathBuf>,
+    /// Defaults for every case.
+    #[serde(default)]
+    defaults: Setting,
+    cases: Vec<Case>,
+}
+
+/// Who asks, when, with which grants: set on the suite, overridden per case.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Setting {
+    user: Option<String>,
+    groups: Option<Vec<String>>,
+    operation: Option<String>,
+    /// RFC 3339.
+    at: Option<String>,
+    /// A YAML file of AccessRequests.
+    grants: Option<PathBuf>,
+    /// `validate` (default) or `mutate`.
+    webhook: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    /// A manifest (YAML/JSON, every object in it) or an AdmissionReview file.
+    file: PathBuf,
+    user: Option<String>,
+    groups: Option<Vec<String>>,
+    operation: Option<String>,
+    at: Option<String>,
+    grants: Option<PathBuf>,
+    webhook: Option<String>,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    allowed: bool,
+    /// Each must be part of some finding's message (or of the denial).
+    #[serde(default)]
+    messages: Vec<String>,
+    /// Some finding must come from this package.
+    package: Option<String>,
+    /// Each must be part of some warning.
+    #[serde(default)]
+    warnings: Vec<String>,
+    /// The grant that allowed it.
+    grant: Option<String>,
+}
+
+pub fn run(args: &VerifyArgs) -> ExitCode {
+    let files = match suite_files(&args.suites) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("jitguard verify: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let mut out = String::new();
+    let (mut passed, mut failed) = (0, 0);
+    let mut runner = Runner::default();
+    for file in &files {
+        match runner.run_suite(file, &args.policies) {
+            Ok((name, results)) => {
+                if !name.is_empty() {
+                    w!(out, "# {name} ({})", file.display());
+                }
+                for (case, outcome) in results {
+                    match outcome {
+                        Ok(()) => {
+                            passed += 1;
+                            w!(out, "PASS  {}: {case}", file.display());
+                        }
+                        Err(why) => {
+                            failed += 1;
+                            w!(out, "FAIL  {}: {case}\n      {why}", file.display());
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                super::emit(&out);
+                eprintln!("jitguard verify: {e}");
+                return ExitCode::from(exit::ERROR);
+            }
+        }
+    }
+    w!(out, "{passed} passed, {failed} failed");
+    super::emit(&out);
+    ExitCode::from(if failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{}: no such suite file or folder", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+/// Policies and grants are loaded once per path, however many cases use them.
+#[derive(Default)]
+struct Runner {
+    policies: HashMap<PathBuf, Arc<ArcSwap<PolicySet>>>,
+    grants: HashMap<PathBuf, GrantStore>,
+}
+
+type CaseResult = (String, Result<(), String>);
+
+impl Runner {
+    fn run_suite(
+        &mut self,
+        file: &Path,
+        default_policies: &Path,
+    ) -> Result<(String, Vec<CaseResult>), String> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let suite: Suite = yaml_serde::from_str(&text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(0);
+            format!("{}:{line}: {e}", file.display())
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let policies = match &suite.policies {
+            Some(p) => base.join(p),
+            None => default_policies.to_path_buf(),
+        };
+        let policies = self.policy_set(&policies)?;
+        let mut results = Vec::new();
+        for case in &suite.cases {
+            let setting = merge(&suite.defaults, case);
+            let outcome = self
+                .decide(base, case, &setting, &policies)
+                .map_err(|e| format!("{}: case {:?}: {e}", file.display(), case.name))?;
+            results.push((case.name.clone(), outcome));
+        }
+        Ok((suite.name, results))
+    }
+
+    fn policy_set(&mut self, path: &Path) -> Result<Arc<ArcSwap<PolicySet>>, String> {
+        if let Some(p) = self.policies.get(path) {
+            return Ok(p.clone());
+        }
+        let set = PolicySet::load(path, EvalOptions::default()).map_err(|e| e.to_string())?;
+        let set = Arc::new(ArcSwap::from_pointee(set));
+        self.policies.insert(path.to_path_buf(), set.clone());
+        Ok(set)
+    }
+
+    fn grant_store(&mut self, path: Option<&Path>) -> Result<GrantStore, String> {
+        let Some(path) = path else {
+            return Ok(GrantStore::empty_synced());
+        };
+        if let Some(g) = self.grants.get(path) {
+            return Ok(g.clone());
+        }
+        let store = GrantStore::empty_synced();
+        store.replace(crate::grant::watch::load_file(path).map_err(|e| e.to_string())?);
+        self.grants.insert(path.to_path_buf(), store.clone());
+        Ok(store)
+    }
+
+    /// Errors: the case cannot be run (exit 2). `Ok(Err(..))`: it ran and failed.
+    fn decide(
+        &mut self,
+        base: &Path,
+        case: &Case,
+        setting: &Setting,
+        policies: &Arc<ArcSwap<PolicySet>>,
+    ) -> Result<Result<(), String>, String> {
+        let operation = match setting.operation.as_deref() {
+            None => Operation::Create,
+            Some(o) => Operation::parse(&o.to_uppercase()).ok_or_else(|| {
+                format!("operation {o:?} is not CREATE, UPDATE, DELETE or CONNECT")
+            })?,
+        };
+        let at = match setting.at.as_deref() {
+            None => jiff::Timestamp::now(),
+            Some(t) => t
+                .parse()
+                .map_err(|e| format!("at {t:?} is not an RFC 3339 time: {e}"))?,
+        };
+        let webhook = match setting.webhook.as_deref() {
+            None | Some("validate") => Webhook::Validate,
+            Some("mutate") => Webhook::Mutate,
+            Some(other) => return Err(format!("webhook {other:?} is not validate or mutate")),
+        };
+        let grants = self.grant_store(setting.grants.as_ref().map(|g| base.join(g)).as_deref())?;
+        let requester = Requester {
+            user: setting.user.clone().unwrap_or_else(|| "verify-user".into()),
+            groups: setting
+                .groups
+                .clone()
+                .unwrap_or_else(|| vec!["system:authenticated".into()]),
+            operation,
+        };
+        let items =
+            manifest::load(&[base.join(&case.file)], &requester).map_err(|e| e.to_string())?;
+        if items.is_empty() {
+            return Err(format!("{} holds no object", case.file.display()));
+        }
+        let mut worker = Worker::new(Reviewer {
+            policies: policies.clone(),
+            grants,
+            options: Options {
+                enforcement: None,
+                on_error: OnError::Deny,
+            },
+            audit: Audit::disabled(),
+            metrics: Metrics::new().map_err(|e| e.to_string())?,
+            controller: crate::review::DEFAULT_CONTROLLER.into(),
+        });
+        for item in items {
+            let reviewed = worker
+                .review(&item.body, webhook, at, Instant::now())
+                .map_err(|e| format!("{}: not a valid AdmissionReview: {e}", item.source))?;
+            if let Err(why) = check(&case.expect, &reviewed) {
+                return Ok(Err(format!("{}: {why}", item.label)));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn merge(defaults: &Setting, case: &Case) -> Setting {
+    Setting {
+        user: case.user.clone().or_else(|| defaults.user.clone()),
+        groups: case.groups.clone().or_else(|| defaults.groups.clone()),
+        operation: case
+            .operation
+            .clone()
+            .or_else(|| defaults.operation.clone()),
+        at: case.at.clone().or_else(|| defaults.at.clone()),
+        grants: case.grants.clone().or_else(|| defaults.grants.clone()),
+        webhook: case.webhook.clone().or_else(|| defaults.webhook.clone()),
+    }
+}
+
+/// What differs from the expectation, said in one line.
+fn check(expect: &Expect, reviewed: &Reviewed) -> Result<(), String> {
+    let d = &reviewed.decision;
+    let findings: Vec<(&str, &str)> = reviewed
+        .evaluation
+        .packages
+        .iter()
+        .flat_map(|p| {
+            p.findings
+                .iter()
+                .map(move |f| (&*p.package, f.msg.as_str()))
+        })
+        .collect();
+    let got = || {
+        let listed: Vec<String> = findings.iter().map(|(p, m)| format!("[{p}] {m}")).collect();
+        format!(
+            "got {} with findings {:?}, warnings {:?}",
+            if d.allowed { "allowed" } else { "denied" },
+            listed,
+            d.warnings
+        )
+    };
+    if d.allowed != expect.allowed {
+        let want = if expect.allowed { "allowed" } else { "denied" };
+        return Err(format!("expected {want}, {}", got()));
+    }
+    for m in &expect.messages {
+        if !findings.iter().any(|(_, f)| f.contains(m.as_str())) && !d.message.contains(m.as_str())
+        {
+            return Err(format!("expected a message containing {m:?}, {}", got()));
+        }
+    }
+    if let Some(pkg) = &expect.package {
+        if !findings.iter().any(|(p, _)| p == pkg) {
+            return Err(format!("expected a finding from {pkg}, {}", got()));
+        }
+    }
+    for warning in &expect.warnings {
+        if !d.warnings.iter().any(|x| x.contains(warning.as_str())) {
+            return Err(format!(
+                "expected a warning containing {warning:?}, {}",
+                got()
+            ));
+        }
+    }
+    if let Some(grant) = &expect.grant {
+        let used = d.grant.as_ref().map(|g| g.name.as_str());
+        if used != Some(grant.as_str()) {
+            return Err(format!("expected grant {grant} to allow it, got {used:?}"));
+        }
+    }
+    Ok(())
+}
