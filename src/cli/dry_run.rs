@@ -194,15 +194,16 @@ fn render(args: &DryRunArgs, results: &Results) -> String {
                 if let Some(request) = &d.request_access {
                     w!(out, "      to get access: {request}");
                 }
+                // Without it, an allowed request's require_grant finding reads like a denial.
+                if let Some(g) = &d.grant {
+                    w!(
+                        out,
+                        "      allowed by grant {} (expires {})",
+                        g.name,
+                        g.expires_at
+                    );
+                }
                 if args.explain {
-                    if let Some(g) = &d.grant {
-                        w!(
-                            out,
-                            "      allowed by grant {} (expires {})",
-                            g.name,
-                            g.expires_at
-                        );
-                    }
                     for op in &d.patch {
                         w!(
                             out,

@@ -31,7 +31,10 @@ require_grant contains msg if {
 
 verb := {"CREATE": "creation", "UPDATE": "change", "DELETE": "deletion"}
 
-# Namespaces themselves are handled above; debug containers by jitguard.interactive.
+# Namespaces themselves are handled above; debug containers by jitguard.interactive;
+# Ingresses and HTTPRoutes by jitguard.ingress (one finding per request, not two).
 governed_elsewhere if input.request.kind.kind == "Namespace"
 
 governed_elsewhere if input.request.subResource == "ephemeralcontainers"
+
+governed_elsewhere if input.request.resource.resource in {"ingresses", "httproutes"}

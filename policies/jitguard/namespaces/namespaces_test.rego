@@ -54,3 +54,8 @@ test_debug_containers_are_left_to_the_interactive_package if {
 	r := object.union(testing.update(prod_pod, "pods"), {"request": {"subResource": "ephemeralcontainers"}})
 	count(namespaces.require_grant) == 0 with input as r
 }
+
+test_ingresses_are_left_to_the_ingress_package if {
+	i := {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "prod"}, "spec": {}}
+	count(namespaces.require_grant) == 0 with input as testing.update(i, "ingresses")
+}
