@@ -879,6 +879,10 @@ mod tests {
         }
     }
 
+    fn caller<'a>(user: &'a str, groups: &'a [String]) -> Caller<'a> {
+        Caller { user, groups }
+    }
+
     fn groups(g: &[&str]) -> Vec<String> {
         g.iter().map(|s| s.to_string()).collect()
     }
@@ -896,10 +900,7 @@ mod tests {
         let p = policy();
         let old = request("alice", Phase::Pending, vec![]);
         let bob_groups = groups(&["leads"]);
-        let bob = Caller {
-            user: "bob",
-            groups: &bob_groups,
-        };
+        let bob = caller("bob", &bob_groups);
         let after_bob = decide(bob, with_entry(&old, "ignored-name"), &old, &p).unwrap();
         assert_eq!(after_bob.phase, Phase::Pending);
         assert_eq!(after_bob.approvals[0].approver, "bob");
@@ -907,10 +908,7 @@ mod tests {
         let mut old2 = old.clone();
         old2.status = Some(after_bob);
         let carol_groups = groups(&["security"]);
-        let carol = Caller {
-            user: "carol",
-            groups: &carol_groups,
-        };
+        let carol = caller("carol", &carol_groups);
         let done = decide(carol, with_entry(&old2, "carol"), &old2, &p).unwrap();
         assert_eq!(done.phase, Phase::Approved);
         assert_eq!(
@@ -930,10 +928,7 @@ mod tests {
         let leads = groups(&["leads"]);
         let alice_leads = groups(&["leads", "developers"]);
         // Self-approval, even from an approver group.
-        let alice = Caller {
-            user: "alice",
-            groups: &alice_leads,
-        };
+        let alice = caller("alice", &alice_leads);
         let err = decide(alice, with_entry(&old, "alice"), &old, &p).unwrap_err();
         assert!(
             err.iter().any(|e| e.contains("your own request")),
@@ -941,17 +936,11 @@ mod tests {
         );
         // Outside the approver groups.
         let dev = groups(&["developers"]);
-        let mallory = Caller {
-            user: "mallory",
-            groups: &dev,
-        };
+        let mallory = caller("mallory", &dev);
         let err = decide(mallory, with_entry(&old, "mallory"), &old, &p).unwrap_err();
         assert!(err.iter().any(|e| e.contains("not an approver")), "{err:?}");
         // A forged approver name without the mutating webhook.
-        let bob = Caller {
-            user: "bob",
-            groups: &leads,
-        };
+        let bob = caller("bob", &leads);
         let forged = with_entry(&old, "carol");
         let v = admit(&change(bob, &forged, &old, &p), false);
         assert!(
@@ -994,10 +983,7 @@ mod tests {
         let mut object = with_entry(&old, "carol");
         object.metadata.generation = Some(2);
         let sec = groups(&["security"]);
-        let carol = Caller {
-            user: "carol",
-            groups: &sec,
-        };
+        let carol = caller("carol", &sec);
         let status = decide(carol, object, &old, &p).unwrap();
         assert_eq!(
             status.phase,
@@ -1013,16 +999,7 @@ mod tests {
         let mut object = with_entry(&old, "bob");
         object.status.as_mut().unwrap().approvals[0].decision = ApprovalDecision::Deny;
         let leads = groups(&["leads"]);
-        let status = decide(
-            Caller {
-                user: "bob",
-                groups: &leads,
-            },
-            object,
-            &old,
-            &p,
-        )
-        .unwrap();
+        let status = decide(caller("bob", &leads), object, &old, &p).unwrap();
         assert_eq!(status.phase, Phase::Denied);
     }
 
@@ -1034,37 +1011,10 @@ mod tests {
         revoke.status.as_mut().unwrap().phase = Phase::Revoked;
         let dev = groups(&["developers"]);
         let admins = groups(&["admins"]);
-        assert!(decide(
-            Caller {
-                user: "mallory",
-                groups: &dev
-            },
-            revoke.clone(),
-            &old,
-            &p
-        )
-        .is_err());
-        let by_requester = decide(
-            Caller {
-                user: "alice",
-                groups: &dev,
-            },
-            revoke.clone(),
-            &old,
-            &p,
-        )
-        .unwrap();
+        assert!(decide(caller("mallory", &dev), revoke.clone(), &old, &p).is_err());
+        let by_requester = decide(caller("alice", &dev), revoke.clone(), &old, &p).unwrap();
         assert_eq!(by_requester.revoked_by.as_deref(), Some("alice"));
-        assert!(decide(
-            Caller {
-                user: "root",
-                groups: &admins
-            },
-            revoke,
-            &old,
-            &p
-        )
-        .is_ok());
+        assert!(decide(caller("root", &admins), revoke, &old, &p).is_ok());
     }
 
     #[test]
@@ -1074,31 +1024,11 @@ mod tests {
         let mut expired = old.clone();
         expired.status.as_mut().unwrap().phase = Phase::Expired;
         let dev = groups(&["developers"]);
-        assert!(decide(
-            Caller {
-                user: "alice",
-                groups: &dev
-            },
-            expired.clone(),
-            &old,
-            &p
-        )
-        .is_err());
+        assert!(decide(caller("alice", &dev), expired.clone(), &old, &p).is_err());
         let sa = "system:serviceaccount:jitguard:jitguard";
-        assert!(admit(
-            &change(
-                Caller {
-                    user: sa,
-                    groups: &dev
-                },
-                &expired,
-                &old,
-                &p
-            ),
-            false
-        )
-        .denials
-        .is_empty());
+        assert!(admit(&change(caller(sa, &dev), &expired, &old, &p), false)
+            .denials
+            .is_empty());
     }
 
     fn create_change<'a>(
@@ -1125,10 +1055,7 @@ mod tests {
         let mut forged = request("carol", Phase::Pending, vec![]);
         forged.status = None;
         let dev = groups(&["developers"]);
-        let alice = Caller {
-            user: "alice",
-            groups: &dev,
-        };
+        let alice = caller("alice", &dev);
         let m = admit(&create_change(alice, &forged, &p), true);
         assert!(m.denials.is_empty(), "{:?}", m.denials);
         assert_eq!(m.patch.len(), 2);
@@ -1153,30 +1080,10 @@ mod tests {
         );
         let oncall = groups(&["oncall"]);
         glass.spec.requester_groups = oncall.clone();
-        let ok = admit(
-            &create_change(
-                Caller {
-                    user: "alice",
-                    groups: &oncall,
-                },
-                &glass,
-                &p,
-            ),
-            false,
-        );
+        let ok = admit(&create_change(caller("alice", &oncall), &glass, &p), false);
         assert!(ok.denials.is_empty(), "{:?}", ok.denials);
         glass.spec.duration = "2h".into();
-        let long = admit(
-            &create_change(
-                Caller {
-                    user: "alice",
-                    groups: &oncall,
-                },
-                &glass,
-                &p,
-            ),
-            false,
-        );
+        let long = admit(&create_change(caller("alice", &oncall), &glass, &p), false);
         assert!(
             long.denials.iter().any(|d| d.contains("at most 1h")),
             "{:?}",
@@ -1192,15 +1099,7 @@ mod tests {
         wider.spec.scope[0].namespaces = vec!["*".into()];
         wider.spec.duration = "8h".into();
         let dev = groups(&["developers"]);
-        let mut c = change(
-            Caller {
-                user: "alice",
-                groups: &dev,
-            },
-            &wider,
-            &old,
-            &p,
-        );
+        let mut c = change(caller("alice", &dev), &wider, &old, &p);
         c.sub_resource = "";
         let v = admit(&c, false);
         assert!(

@@ -73,6 +73,10 @@ pub struct Controller {
     config: Config,
     recorder: Recorder,
     engine: Option<PolicyEngine>,
+    /// The access policy per request uid, with the resourceVersion and policy generation
+    /// it was evaluated for: a pending request is planned every tick, but its policy only
+    /// changes when the request or the policies do.
+    evaluated: HashMap<String, (String, u64, Result<AccessPolicy, String>)>,
     observed: Observed,
 }
 
@@ -84,13 +88,7 @@ impl Controller {
         metrics: Metrics,
         config: Config,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: NAME.into(),
-                instance: Some(config.identity.clone()),
-            },
-        );
+        let recorder = recorder(client.clone(), config.identity.clone());
         Self {
             client,
             policies,
@@ -99,6 +97,7 @@ impl Controller {
             config,
             recorder,
             engine: None,
+            evaluated: HashMap::new(),
             observed: Observed::default(),
         }
     }
@@ -176,19 +175,18 @@ impl Controller {
             self.reconcile(ar, &by_name).await;
         }
         self.observed.settle(&by_name);
+        let uids: std::collections::HashSet<&str> = all
+            .iter()
+            .filter_map(|ar| ar.metadata.uid.as_deref())
+            .collect();
+        self.evaluated.retain(|uid, _| uids.contains(uid.as_str()));
     }
 
     /// One request: plan, carry out, record.
     async fn reconcile(&mut self, ar: &AccessRequest, all: &HashMap<String, Arc<AccessRequest>>) {
         let now = Timestamp::now();
         let policy = if plan::needs_policy(ar) {
-            match self.access_policy(ar, now) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!(request = %ar.name_any(), error = %e, "the access policy cannot decide on this request; only time-driven steps apply");
-                    None
-                }
-            }
+            self.access_policy(ar)
         } else {
             None
         };
@@ -275,25 +273,30 @@ impl Controller {
             .inc();
     }
 
-    /// The access policy for a request, evaluated as for its creation by its requester.
-    fn access_policy(
-        &mut self,
-        ar: &AccessRequest,
-        now: Timestamp,
-    ) -> Result<AccessPolicy, String> {
+    /// The access policy for a request, evaluated as for its creation by its requester;
+    /// once per version of the request and of the policies. `None` (logged once) when it
+    /// cannot decide: then only time-driven steps apply.
+    fn access_policy(&mut self, ar: &AccessRequest) -> Option<AccessPolicy> {
         let current = self.policies.load_full();
-        if self
-            .engine
-            .as_ref()
-            .is_none_or(|e| e.generation() != current.generation())
-        {
-            self.engine = Some(current.engine());
+        let generation = current.generation();
+        let uid = ar.metadata.uid.clone().unwrap_or_else(|| ar.name_any());
+        let version = ar.metadata.resource_version.clone().unwrap_or_default();
+        if let Some((v, g, result)) = self.evaluated.get(&uid) {
+            if *v == version && *g == generation {
+                return result.as_ref().ok().cloned();
+            }
         }
-        let input = creation_input(ar, now)?;
-        match self.engine.as_mut() {
-            Some(engine) => engine.access_policy(&input),
-            None => Err("no policy engine".into()),
+        let engine = match &mut self.engine {
+            Some(e) if e.generation() == generation => e,
+            slot => slot.insert(current.engine()),
+        };
+        let result = creation_input(ar).and_then(|input| engine.access_policy(&input));
+        if let Err(e) = &result {
+            tracing::warn!(request = %ar.name_any(), error = %e, "the access policy cannot decide on this request; only time-driven steps apply");
         }
+        let policy = result.as_ref().ok().cloned();
+        self.evaluated.insert(uid, (version, generation, result));
+        policy
     }
 
     /// An audit record and an Event on the request.
@@ -301,20 +304,17 @@ impl Controller {
         let name = ar.name_any();
         self.audit
             .access_step(step.audit, &name, &step.by, &step.note);
-        let event = Event {
-            type_: if step.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: step.reason.to_string(),
-            note: Some(truncate(&step.note, 1000)),
-            action: step.reason.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &ar.object_ref(&())).await {
-            // Events are best effort; the audit record above is the one that counts.
-            tracing::debug!(request = %name, error = %e, "cannot publish an Event");
+        self.publish(ar, step).await;
+    }
+
+    /// Events are best effort; the audit record is the one that counts.
+    async fn publish(&self, ar: &AccessRequest, step: &Step) {
+        if let Err(e) = self
+            .recorder
+            .publish(&event(step), &ar.object_ref(&()))
+            .await
+        {
+            tracing::debug!(request = %ar.name_any(), error = %e, "cannot publish an Event");
         }
     }
 
@@ -322,20 +322,7 @@ impl Controller {
     /// here: the webhook must not call the API server on the request path.
     async fn observe(&mut self, ar: &AccessRequest) {
         for step in self.observed.changes(ar) {
-            let event = Event {
-                type_: if step.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: step.reason.to_string(),
-                note: Some(truncate(&step.note, 1000)),
-                action: step.reason.to_string(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&event, &ar.object_ref(&())).await {
-                tracing::debug!(request = %ar.name_any(), error = %e, "cannot publish an Event");
-            }
+            self.publish(ar, &step).await;
         }
     }
 }
@@ -348,13 +335,7 @@ pub async fn publish_uses(
     identity: String,
     mut uses: tokio::sync::mpsc::Receiver<crate::audit::GrantUsed>,
 ) {
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: NAME.into(),
-            instance: Some(identity),
-        },
-    );
+    let recorder = recorder(client, identity);
     while let Some(used) = uses.recv().await {
         let reference = k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some("jitguard.dev/v1alpha1".into()),
@@ -362,18 +343,14 @@ pub async fn publish_uses(
             name: Some(used.grant.clone()),
             ..Default::default()
         };
-        let event = Event {
-            type_: if used.break_glass {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: "Used".into(),
-            note: Some(truncate(&used.summary, 1000)),
-            action: "Admit".into(),
-            secondary: None,
+        let step = Step {
+            audit: "grant.used",
+            reason: "Used",
+            note: used.summary,
+            by: String::new(),
+            warning: used.break_glass,
         };
-        if let Err(e) = recorder.publish(&event, &reference).await {
+        if let Err(e) = recorder.publish(&event(&step), &reference).await {
             tracing::debug!(grant = %used.grant, error = %e, "cannot publish a Used Event");
         }
     }
@@ -390,9 +367,15 @@ fn extended_end(ar: &AccessRequest, old: &AccessRequest) -> Option<Timestamp> {
         .flatten()
 }
 
-/// The AdmissionReview the API server sent when the requester created `ar`: the access
-/// policy is written against that input.
-fn creation_input(ar: &AccessRequest, now: Timestamp) -> Result<Value, String> {
+/// The AdmissionReview the API server sent when the requester created `ar`, at its
+/// creation time: the access policy is written against that input, and its answer
+/// depends on nothing else (which is what makes caching it per version correct).
+fn creation_input(ar: &AccessRequest) -> Result<Value, String> {
+    let created = ar
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or_else(Timestamp::now, |t| t.0);
     let object = serde_json::to_value(ar).map_err(|e| e.to_string())?;
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -407,20 +390,39 @@ fn creation_input(ar: &AccessRequest, now: Timestamp) -> Result<Value, String> {
             "object": object,
             "dryRun": false,
         },
-        "jit": {"now_ns": i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX), "grants": []},
+        "jit": {"now_ns": i64::try_from(created.as_nanosecond()).unwrap_or(i64::MAX), "grants": []},
     });
     Value::from_json_str(&review.to_string()).map_err(|e| e.to_string())
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
+/// Events name the controller and this replica.
+fn recorder(client: Client, identity: String) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: NAME.into(),
+            instance: Some(identity),
+        },
+    )
+}
+
+/// A step as a Kubernetes Event (notes are limited to 1 kB).
+fn event(step: &Step) -> Event {
+    let mut note = crate::decision::prefix_within(&step.note, 1000).to_string();
+    if note.len() < step.note.len() {
+        note.push_str("...");
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    Event {
+        type_: if step.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: step.reason.to_string(),
+        note: Some(note),
+        action: step.reason.to_string(),
+        secondary: None,
     }
-    format!("{}...", text.get(..end).unwrap_or_default())
 }
 
 /// What the leader has seen of each request, to turn the webhook's steps into Events.

@@ -340,6 +340,16 @@ fn check_patch(
         .map_err(|e| format!("the policies' patch does not apply to the object: {e}"))
 }
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character
+/// boundary (for limits the API server counts in bytes: Event notes, name prefixes).
+pub fn prefix_within(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
 /// Cuts to at most `limit` characters (not bytes), marking the cut.
 pub fn truncate(text: &str, limit: usize) -> String {
     if text.chars().count() <= limit {

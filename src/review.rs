@@ -30,6 +30,31 @@ pub struct Reviewer {
     pub controller: Arc<str>,
 }
 
+impl Reviewer {
+    /// For the offline commands (dry-run, verify): these policies, the grants of a file
+    /// (or none), the server's default options, no audit. Errors name the file and line.
+    pub fn offline(
+        policies: Arc<ArcSwap<PolicySet>>,
+        grants_file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let grants = GrantStore::empty_synced();
+        if let Some(path) = grants_file {
+            grants.replace(grant::watch::load_file(path).map_err(|e| e.to_string())?);
+        }
+        Ok(Self {
+            policies,
+            grants,
+            options: Options {
+                enforcement: None,
+                on_error: crate::decision::OnError::Deny,
+            },
+            audit: Audit::disabled(),
+            metrics: Metrics::new().map_err(|e| e.to_string())?,
+            controller: DEFAULT_CONTROLLER.into(),
+        })
+    }
+}
+
 /// The default identity of jitguard's controller (manifests/: namespace and account
 /// `jitguard`).
 pub const DEFAULT_CONTROLLER: &str = "system:serviceaccount:jitguard:jitguard";

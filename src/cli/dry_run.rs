@@ -13,11 +13,8 @@ use super::w;
 
 use super::exit;
 use crate::admission::Operation;
-use crate::audit::Audit;
-use crate::decision::{OnError, Options, Verdict, Webhook};
-use crate::grant::GrantStore;
+use crate::decision::{Verdict, Webhook};
 use crate::manifest::{self, Requester};
-use crate::metrics::Metrics;
 use crate::policy::{EvalOptions, PolicySet};
 use crate::review::{Reviewed, Reviewer, Worker};
 
@@ -89,31 +86,16 @@ type Results = Vec<(manifest::Item, Reviewed)>;
 /// Errors here are "nothing was decided" (exit 2) and name the file and line.
 fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
     let set = PolicySet::load(&args.policies, EvalOptions::default()).map_err(|e| e.to_string())?;
-    let grants = match &args.grants {
-        Some(path) => {
-            let store = GrantStore::empty_synced();
-            store.replace(crate::grant::watch::load_file(path).map_err(|e| e.to_string())?);
-            store
-        }
-        None => GrantStore::empty_synced(),
-    };
     let requester = Requester {
         user: args.user.clone(),
         groups: args.groups.clone(),
         operation: args.operation,
     };
     let items = manifest::load(&args.files, &requester).map_err(|e| e.to_string())?;
-    let mut worker = Worker::new(Reviewer {
-        policies: Arc::new(ArcSwap::from_pointee(set)),
-        grants,
-        options: Options {
-            enforcement: None,
-            on_error: OnError::Deny,
-        },
-        audit: Audit::disabled(),
-        metrics: Metrics::new().map_err(|e| e.to_string())?,
-        controller: crate::review::DEFAULT_CONTROLLER.into(),
-    });
+    let mut worker = Worker::new(Reviewer::offline(
+        Arc::new(ArcSwap::from_pointee(set)),
+        args.grants.as_deref(),
+    )?);
     let now = args.at.unwrap_or_else(jiff::Timestamp::now);
     let webhook = match args.webhook {
         WebhookArg::Validate => Webhook::Validate,

@@ -224,10 +224,7 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
     match &args.command {
         JitCommand::Request(r) => {
             let ar = new_request(r)?;
-            let created = api
-                .create(&PostParams::default(), &ar)
-                .await
-                .map_err(|e| explain(e, "create", None))?;
+            let created = create(&api, &ar).await?;
             Ok(if json {
                 to_json(&created)
             } else {
@@ -330,7 +327,10 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
                 .map_err(|e| explain(e, "read", Some(&x.name)))?;
             let ar = AccessRequest {
                 metadata: ObjectMeta {
-                    generate_name: Some(format!("{}-ext-", truncated(&x.name, 50))),
+                    generate_name: Some(format!(
+                        "{}-ext-",
+                        crate::decision::prefix_within(&x.name, 50)
+                    )),
                     ..ObjectMeta::default()
                 },
                 spec: AccessRequestSpec {
@@ -347,10 +347,7 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
                 },
                 status: None,
             };
-            let created = api
-                .create(&PostParams::default(), &ar)
-                .await
-                .map_err(|e| explain(e, "create", None))?;
+            let created = create(&api, &ar).await?;
             Ok(if json {
                 to_json(&created)
             } else {
@@ -363,6 +360,12 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
             })
         }
     }
+}
+
+async fn create(api: &Api<AccessRequest>, ar: &AccessRequest) -> Result<AccessRequest, Failure> {
+    api.create(&PostParams::default(), ar)
+        .await
+        .map_err(|e| explain(e, "create", None))
 }
 
 /// Read, change, write the status with the version read; on a conflict (someone else
@@ -454,14 +457,6 @@ fn new_request(r: &RequestArgs) -> Result<AccessRequest, Failure> {
         },
         status: None,
     })
-}
-
-fn truncated(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or(s)
 }
 
 fn phase(ar: &AccessRequest) -> Phase {

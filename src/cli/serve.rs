@@ -280,12 +280,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let client = kube::Client::try_default().await.context(
                 "no --grants file was given and no cluster is reachable to watch AccessRequests (in-cluster config or KUBECONFIG); pass --grants FILE to run without a cluster",
             )?;
+            let identity = pod_identity(args);
             // Grant uses become Events on their AccessRequests, off the request path.
             let (uses_tx, uses_rx) = tokio::sync::mpsc::channel(1024);
             audit = audit.with_grant_uses(uses_tx);
             tokio::spawn(controller::publish_uses(
                 client.clone(),
-                pod_identity(args),
+                identity.clone(),
                 uses_rx,
             ));
             tokio::spawn(run_cluster(
@@ -295,7 +296,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 metrics.clone(),
             ));
             if args.controller {
-                let mut config = controller::Config::new(&args.namespace, &pod_identity(args));
+                let mut config = controller::Config::new(&args.namespace, &identity);
                 config.reap.extend(args.reap.iter().cloned());
                 let controller = controller::Controller::new(
                     client,

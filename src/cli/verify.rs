@@ -15,11 +15,8 @@ use serde::Deserialize;
 
 use super::{exit, w};
 use crate::admission::Operation;
-use crate::audit::Audit;
-use crate::decision::{OnError, Options, Webhook};
-use crate::grant::GrantStore;
+use crate::decision::Webhook;
 use crate::manifest::{self, Requester};
-use crate::metrics::Metrics;
 use crate::policy::{EvalOptions, PolicySet};
 use crate::review::{Reviewed, Reviewer, Worker};
 
@@ -157,11 +154,12 @@ fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Policies and grants are loaded once per path, however many cases use them.
+/// Policies are compiled once per folder, and one worker (its engine, its grants) kept
+/// per folder and grants file, however many cases use them.
 #[derive(Default)]
 struct Runner {
     policies: HashMap<PathBuf, Arc<ArcSwap<PolicySet>>>,
-    grants: HashMap<PathBuf, GrantStore>,
+    workers: HashMap<(PathBuf, Option<PathBuf>), Worker>,
 }
 
 type CaseResult = (String, Result<(), String>);
@@ -183,7 +181,8 @@ impl Runner {
             Some(p) => base.join(p),
             None => default_policies.to_path_buf(),
         };
-        let policies = self.policy_set(&policies)?;
+        // Compiled up front: a policy error is the suite's, not its first case's.
+        self.policy_set(&policies)?;
         let mut results = Vec::new();
         for case in &suite.cases {
             let setting = merge(&suite.defaults, case);
@@ -205,17 +204,16 @@ impl Runner {
         Ok(set)
     }
 
-    fn grant_store(&mut self, path: Option<&Path>) -> Result<GrantStore, String> {
-        let Some(path) = path else {
-            return Ok(GrantStore::empty_synced());
-        };
-        if let Some(g) = self.grants.get(path) {
-            return Ok(g.clone());
+    fn worker(&mut self, policies: &Path, grants: Option<PathBuf>) -> Result<&mut Worker, String> {
+        let key = (policies.to_path_buf(), grants);
+        if !self.workers.contains_key(&key) {
+            let set = self.policy_set(policies)?;
+            let worker = Worker::new(Reviewer::offline(set, key.1.as_deref())?);
+            self.workers.insert(key.clone(), worker);
         }
-        let store = GrantStore::empty_synced();
-        store.replace(crate::grant::watch::load_file(path).map_err(|e| e.to_string())?);
-        self.grants.insert(path.to_path_buf(), store.clone());
-        Ok(store)
+        self.workers
+            .get_mut(&key)
+            .ok_or_else(|| "the worker just made is gone".to_string())
     }
 
     /// Errors: the case cannot be run (exit 2). `Ok(Err(..))`: it ran and failed.
@@ -224,7 +222,7 @@ impl Runner {
         base: &Path,
         case: &Case,
         setting: &Setting,
-        policies: &Arc<ArcSwap<PolicySet>>,
+        policies: &Path,
     ) -> Result<Result<(), String>, String> {
         let operation = match setting.operation.as_deref() {
             None => Operation::Create,
@@ -243,7 +241,6 @@ impl Runner {
             Some("mutate") => Webhook::Mutate,
             Some(other) => return Err(format!("webhook {other:?} is not validate or mutate")),
         };
-        let grants = self.grant_store(setting.grants.as_ref().map(|g| base.join(g)).as_deref())?;
         let requester = Requester {
             user: setting.user.clone().unwrap_or_else(|| "verify-user".into()),
             groups: setting
@@ -257,17 +254,8 @@ impl Runner {
         if items.is_empty() {
             return Err(format!("{} holds no object", case.file.display()));
         }
-        let mut worker = Worker::new(Reviewer {
-            policies: policies.clone(),
-            grants,
-            options: Options {
-                enforcement: None,
-                on_error: OnError::Deny,
-            },
-            audit: Audit::disabled(),
-            metrics: Metrics::new().map_err(|e| e.to_string())?,
-            controller: crate::review::DEFAULT_CONTROLLER.into(),
-        });
+        let grants = setting.grants.as_ref().map(|g| base.join(g));
+        let worker = self.worker(policies, grants)?;
         for item in items {
             let reviewed = worker
                 .review(&item.body, webhook, at, Instant::now())

@@ -78,11 +78,13 @@ pub struct Context<'a> {
 /// Whether planning this request needs the access policy (only pending requests and
 /// grants about to bind a role do; evaluating it for every settled request would be waste).
 pub fn needs_policy(ar: &AccessRequest) -> bool {
-    let status = ar.status.clone().unwrap_or_default();
-    match status.phase {
-        Phase::Pending => true,
-        Phase::Approved => ar.spec.role_ref.is_some() && condition(&status, LIVE).is_none(),
-        _ => false,
+    match &ar.status {
+        None => true,
+        Some(status) => match status.phase {
+            Phase::Pending => true,
+            Phase::Approved => ar.spec.role_ref.is_some() && condition(status, LIVE).is_none(),
+            _ => false,
+        },
     }
 }
 

@@ -15,6 +15,7 @@ use crate::common::{review, with_user, Options, Server};
 const AR: (&str, &str) = ("apis/jitguard.dev/v1alpha1", "accessrequests");
 const RBAC: &str = "apis/rbac.authorization.k8s.io/v1";
 const EVENTS: (&str, &str) = ("apis/events.k8s.io/v1", "events");
+const NETPOL: &str = "apis/networking.k8s.io/v1";
 
 /// Users as the API server knows them: (token, username, groups).
 const USERS: &[(&str, &str, &[&str])] = &[
@@ -58,6 +59,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With more `serve` flags.
+    async fn start_with(flags: &[&str]) -> Self {
         let api = FakeApiServer::start().await;
         let configs = tempfile::tempdir().unwrap();
         for (token, user, groups) in USERS {
@@ -81,7 +87,11 @@ impl Cluster {
         let server = Server::with(Options {
             policies: None,
             kubeconfig: Some(api.kubeconfig_for(configs.path(), Some("controller"))),
-            args: vec!["--pod-name".into(), "jitguard-0".into()],
+            args: ["--pod-name", "jitguard-0"]
+                .iter()
+                .chain(flags)
+                .map(|s| s.to_string())
+                .collect(),
             ..Options::default()
         });
         api.use_webhook(&server.url(""), &server.certs().join("ca.pem"));
@@ -117,6 +127,19 @@ impl Cluster {
         self.api.kubeconfig_for(self.configs.path(), Some(token))
     }
 
+    /// `kubectl jit request --resource pods/exec --operation CONNECT ARGS` as `token`.
+    async fn request_exec(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec![
+            "request",
+            "--resource",
+            "pods/exec",
+            "--operation",
+            "CONNECT",
+        ];
+        all.extend_from_slice(args);
+        self.jit(token, &all).await
+    }
+
     /// `kubectl jit ARGS` as the user with `token`: (exit code, stdout, stderr).
     async fn jit(&self, token: &str, args: &[&str]) -> (i32, String, String) {
         let mut argv: Vec<String> = vec!["jit".into(), "--kubeconfig".into()];
@@ -149,6 +172,50 @@ impl Cluster {
             .collect()
     }
 
+    /// Puts a NetworkPolicy as if created (under `grant`, the webhook's label) earlier.
+    fn put_network_policy(&self, namespace: &str, name: &str, grant: Option<&str>) {
+        let mut metadata = json!({"name": name, "namespace": namespace});
+        if let Some(g) = grant {
+            metadata["labels"] = json!({"jitguard.dev/grant": g});
+        }
+        self.api.put(
+            NETPOL,
+            "networkpolicies",
+            namespace,
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": metadata, "spec": {"podSelector": {}},
+            }),
+        );
+    }
+
+    fn network_policy_exists(&self, namespace: &str, name: &str) -> bool {
+        self.api
+            .get(NETPOL, "networkpolicies", namespace, name)
+            .is_some()
+    }
+
+    /// Whether the request has a condition matching `wanted` (e.g. `Live` and `True`).
+    fn has_condition(&self, name: &str, wanted: impl Fn(&Value) -> bool) -> bool {
+        self.request(name)["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(wanted))
+    }
+
+    /// Decides `review` until the grant cache has caught up (`allowed` as wanted), 5 s at
+    /// most; returns the last answer.
+    async fn decide_until(&self, review: &Value, allowed: bool) -> Value {
+        let mut answer = Value::Null;
+        for _ in 0..200 {
+            answer = self.server.decide("/validate", review).await;
+            if answer["allowed"] == allowed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        answer
+    }
+
     /// Waits for a condition on the stored objects (10 s at most).
     async fn until(&self, what: &str, check: impl Fn(&Self) -> bool) {
         for _ in 0..400 {
@@ -179,16 +246,11 @@ async fn a_request_approved_by_two_people_is_live_used_revoked_and_reaped() {
     let c = Cluster::start().await;
     // Alice asks, the way a denial told her to, with a role for the reads webhooks never see.
     let out = c
-        .jit(
+        .request_exec(
             "alice",
             &[
-                "request",
                 "--namespace",
                 "prod",
-                "--resource",
-                "pods/exec",
-                "--operation",
-                "CONNECT",
                 "--duration",
                 "30m",
                 "--reason",
@@ -282,24 +344,14 @@ async fn a_request_approved_by_two_people_is_live_used_revoked_and_reaped() {
         "alice-prod"
     );
     c.until("Live condition", |c| {
-        c.request("alice-prod")["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|x| x["type"] == "Live" && x["status"] == "True")
-            })
+        c.has_condition("alice-prod", |x| {
+            x["type"] == "Live" && x["status"] == "True"
+        })
     })
     .await;
 
     // The grant is used: the same exec is allowed now, naming the grant.
-    let mut allowed = Value::Null;
-    for _ in 0..200 {
-        allowed = c.server.decide("/validate", &exec).await;
-        if allowed["allowed"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let allowed = c.decide_until(&exec, true).await;
     assert_eq!(allowed["allowed"], true, "{allowed}");
     assert_eq!(
         allowed["auditAnnotations"]["jitguard.dev/grant"],
@@ -308,21 +360,8 @@ async fn a_request_approved_by_two_people_is_live_used_revoked_and_reaped() {
 
     // A NetworkPolicy made under the grant carries its label (the mutating webhook adds
     // it); the reaper takes it away with the RoleBinding.
-    c.api.put("apis/networking.k8s.io/v1", "networkpolicies", "prod", json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "debug-allow", "namespace": "prod", "labels": {"jitguard.dev/grant": "alice-prod"}},
-        "spec": {"podSelector": {}},
-    }));
-    c.api.put(
-        "apis/networking.k8s.io/v1",
-        "networkpolicies",
-        "prod",
-        json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "permanent", "namespace": "prod"},
-            "spec": {"podSelector": {}},
-        }),
-    );
+    c.put_network_policy("prod", "debug-allow", Some("alice-prod"));
+    c.put_network_policy("prod", "permanent", None);
 
     // Mallory may not revoke; alice may.
     let refused = c.jit("mallory", &["revoke", "alice-prod"]).await;
@@ -334,42 +373,19 @@ async fn a_request_approved_by_two_people_is_live_used_revoked_and_reaped() {
         c.api
             .get(RBAC, "rolebindings", "prod", "jit-alice-prod")
             .is_none()
-            && c.api
-                .get(
-                    "apis/networking.k8s.io/v1",
-                    "networkpolicies",
-                    "prod",
-                    "debug-allow",
-                )
-                .is_none()
+            && !c.network_policy_exists("prod", "debug-allow")
     })
     .await;
     assert!(
-        c.api
-            .get(
-                "apis/networking.k8s.io/v1",
-                "networkpolicies",
-                "prod",
-                "permanent"
-            )
-            .is_some(),
+        c.network_policy_exists("prod", "permanent"),
         "only what carries the grant's label is removed"
     );
     c.until("Reaped condition", |c| {
-        c.request("alice-prod")["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Reaped"))
+        c.has_condition("alice-prod", |x| x["type"] == "Reaped")
     })
     .await;
     // Revocation takes effect at once.
-    let mut denied = Value::Null;
-    for _ in 0..200 {
-        denied = c.server.decide("/validate", &exec).await;
-        if denied["allowed"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let denied = c.decide_until(&exec, false).await;
     assert_eq!(denied["allowed"], false);
 
     // Every step is an Event on the request and an audit record.
@@ -426,20 +442,16 @@ async fn a_request_approved_by_two_people_is_live_used_revoked_and_reaped() {
 
 #[tokio::test]
 async fn policy_approves_short_debugging_and_the_grant_expires_and_is_reaped_on_time() {
-    let c = Cluster::start().await;
+    // ConfigMaps are reaped too, when asked for.
+    let c = Cluster::start_with(&["--reap", "core/v1/ConfigMap/configmaps"]).await;
     // Two replicas run the controller; only the Lease holder acts.
-    let _second = c.replica("jitguard-1");
+    let second = c.replica("jitguard-1");
     ok(&c
-        .jit(
+        .request_exec(
             "alice",
             &[
-                "request",
                 "--namespace",
                 "shop",
-                "--resource",
-                "pods/exec",
-                "--operation",
-                "CONNECT",
                 "--duration",
                 "3s",
                 "--reason",
@@ -456,23 +468,19 @@ async fn policy_approves_short_debugging_and_the_grant_expires_and_is_reaped_on_
         stored["status"]["approvals"][0]["approver"],
         "policy:short-debug-outside-protected"
     );
-    c.api.put("apis/networking.k8s.io/v1", "networkpolicies", "shop", json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "temp", "namespace": "shop", "labels": {"jitguard.dev/grant": "alice-shop"}},
-        "spec": {"podSelector": {}},
+    c.put_network_policy("shop", "temp", Some("alice-shop"));
+    c.api.put("api/v1", "configmaps", "shop", json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "debug-notes", "namespace": "shop", "labels": {"jitguard.dev/grant": "alice-shop"}},
     }));
     // Three seconds after approval it has ended by itself, with what it left behind.
     c.until("expired", |c| c.phase("alice-shop") == "Expired")
         .await;
     c.until("reaped", |c| {
-        c.api
-            .get(
-                "apis/networking.k8s.io/v1",
-                "networkpolicies",
-                "shop",
-                "temp",
-            )
-            .is_none()
+        !c.network_policy_exists("shop", "temp")
+            && c.api
+                .get("api/v1", "configmaps", "shop", "debug-notes")
+                .is_none()
     })
     .await;
     c.until("events", |c| {
@@ -499,23 +507,54 @@ async fn policy_approves_short_debugging_and_the_grant_expires_and_is_reaped_on_
         ["jitguard-0".to_string()].into(),
         "the first replica took the Lease"
     );
+    assert!(c
+        .server
+        .metrics()
+        .await
+        .contains("jitguard_controller_leader 1"));
+    assert!(second
+        .metrics()
+        .await
+        .contains("jitguard_controller_leader 0"));
+}
+
+#[tokio::test]
+async fn with_the_controller_off_nothing_is_approved_by_policy() {
+    let c = Cluster::start_with(&["--controller", "false"]).await;
+    ok(&c
+        .request_exec(
+            "alice",
+            &[
+                "--namespace",
+                "shop",
+                "--duration",
+                "30m",
+                "--reason",
+                "debug",
+                "--request-name",
+                "idle",
+            ],
+        )
+        .await);
+    // The same request is auto-approved within a second when the controller runs.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(c.phase("idle"), "");
+    assert!(c
+        .api
+        .all("apis/coordination.k8s.io/v1", "leases")
+        .is_empty());
 }
 
 #[tokio::test]
 async fn break_glass_is_live_at_once_for_the_on_call_group_only() {
     let c = Cluster::start().await;
     let outsider = c
-        .jit(
+        .request_exec(
             "alice",
             &[
-                "request",
                 "--break-glass",
                 "--namespace",
                 "prod",
-                "--resource",
-                "pods/exec",
-                "--operation",
-                "CONNECT",
                 "--duration",
                 "30m",
                 "--reason",
@@ -533,17 +572,12 @@ async fn break_glass_is_live_at_once_for_the_on_call_group_only() {
     );
 
     ok(&c
-        .jit(
+        .request_exec(
             "dave",
             &[
-                "request",
                 "--break-glass",
                 "--namespace",
                 "prod",
-                "--resource",
-                "pods/exec",
-                "--operation",
-                "CONNECT",
                 "--duration",
                 "30m",
                 "--reason",
@@ -575,14 +609,7 @@ async fn break_glass_is_live_at_once_for_the_on_call_group_only() {
         "dave@example.com",
         &["sre-oncall", "system:authenticated"],
     );
-    let mut used = Value::Null;
-    for _ in 0..200 {
-        used = c.server.decide("/validate", &exec).await;
-        if used["allowed"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let used = c.decide_until(&exec, true).await;
     assert_eq!(used["allowed"], true, "{used}");
     assert!(
         used["warnings"].to_string().contains("break-glass"),
@@ -633,9 +660,7 @@ async fn a_pending_request_lapses_and_a_refused_role_is_never_bound() {
         .await);
     ok(&c.jit("bob", &["approve", "wild"]).await);
     c.until("ProvisionFailed", |c| {
-        c.request("wild")["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|x| x["reason"] == "ProvisionFailed"))
+        c.has_condition("wild", |x| x["reason"] == "ProvisionFailed")
     })
     .await;
     let status = c.request("wild")["status"].clone();
@@ -653,16 +678,11 @@ async fn a_pending_request_lapses_and_a_refused_role_is_never_bound() {
 async fn extend_asks_for_a_new_window_that_starts_when_the_old_one_ends() {
     let c = Cluster::start().await;
     ok(&c
-        .jit(
+        .request_exec(
             "alice",
             &[
-                "request",
                 "--namespace",
                 "shop",
-                "--resource",
-                "pods/exec",
-                "--operation",
-                "CONNECT",
                 "--duration",
                 "20m",
                 "--reason",

@@ -85,14 +85,17 @@ async fn admit(
     object: &Value,
     old: Option<&Value>,
 ) -> Result<Value, String> {
+    let denial = |r: &Value| {
+        r["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     let r = server
         .decide("/mutate", &review(operation, sub, user, object, old))
         .await;
     if r["allowed"] != true {
-        return Err(r["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string());
+        return Err(denial(&r));
     }
     let patched = if r.get("patch").is_some() {
         apply_patch(&r, object)
@@ -103,12 +106,20 @@ async fn admit(
         .decide("/validate", &review(operation, sub, user, &patched, old))
         .await;
     if v["allowed"] != true {
-        return Err(v["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string());
+        return Err(denial(&v));
     }
     Ok(patched)
+}
+
+/// `user` records `decision` on `stored` through the status subresource, naming itself.
+async fn record_decision(
+    server: &Server,
+    user: (&str, &[&str]),
+    stored: &Value,
+    decision: &str,
+) -> Result<Value, String> {
+    let next = with_decision(stored, decision, user.0);
+    admit(server, "UPDATE", Some("status"), user, &next, Some(stored)).await
 }
 
 /// The approver's client appends a decision to status.approvals.
@@ -294,40 +305,19 @@ async fn self_approval_outsiders_and_double_decisions_are_refused() {
         err.contains("you cannot approve or deny your own request"),
         "{err}"
     );
-    let err = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        MALLORY,
-        &with_decision(&pending, "Approve", MALLORY.0),
-        Some(&pending),
-    )
-    .await
-    .unwrap_err();
+    let err = record_decision(&server, MALLORY, &pending, "Approve")
+        .await
+        .unwrap_err();
     assert!(
         err.contains("you are not an approver of this request"),
         "{err}"
     );
-    let once = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        BOB_LEAD,
-        &with_decision(&pending, "Approve", BOB_LEAD.0),
-        Some(&pending),
-    )
-    .await
-    .unwrap();
-    let err = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        BOB_LEAD,
-        &with_decision(&once, "Approve", BOB_LEAD.0),
-        Some(&once),
-    )
-    .await
-    .unwrap_err();
+    let once = record_decision(&server, BOB_LEAD, &pending, "Approve")
+        .await
+        .unwrap();
+    let err = record_decision(&server, BOB_LEAD, &once, "Approve")
+        .await
+        .unwrap_err();
     assert!(err.contains("already recorded a decision"), "{err}");
 }
 
@@ -418,29 +408,15 @@ async fn an_approval_replayed_after_a_spec_change_does_not_count() {
     // Bob approved generation 1; the spec then changed behind the webhook's back
     // (generation 2). Carol's approval alone must not approve generation 2.
     let pending = created(&server, json!({})).await;
-    let after_bob = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        BOB_LEAD,
-        &with_decision(&pending, "Approve", BOB_LEAD.0),
-        Some(&pending),
-    )
-    .await
-    .unwrap();
+    let after_bob = record_decision(&server, BOB_LEAD, &pending, "Approve")
+        .await
+        .unwrap();
     let mut changed = after_bob.clone();
     changed["metadata"]["generation"] = json!(2);
     changed["spec"]["duration"] = json!("4h");
-    let after_carol = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        CAROL_SECURITY,
-        &with_decision(&changed, "Approve", CAROL_SECURITY.0),
-        Some(&changed),
-    )
-    .await
-    .unwrap();
+    let after_carol = record_decision(&server, CAROL_SECURITY, &changed, "Approve")
+        .await
+        .unwrap();
     assert_eq!(
         after_carol["status"]["phase"], "Pending",
         "{}",
@@ -490,27 +466,13 @@ async fn revocation_by_the_requester_an_approver_or_an_admin_only() {
 async fn a_deny_decision_by_an_approver_denies_the_request() {
     let server = server();
     let pending = created(&server, json!({})).await;
-    let denied = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        CAROL_SECURITY,
-        &with_decision(&pending, "Deny", CAROL_SECURITY.0),
-        Some(&pending),
-    )
-    .await
-    .unwrap();
+    let denied = record_decision(&server, CAROL_SECURITY, &pending, "Deny")
+        .await
+        .unwrap();
     assert_eq!(denied["status"]["phase"], "Denied");
     // Nothing is left to decide.
-    let err = admit(
-        &server,
-        "UPDATE",
-        Some("status"),
-        BOB_LEAD,
-        &with_decision(&denied, "Approve", BOB_LEAD.0),
-        Some(&denied),
-    )
-    .await
-    .unwrap_err();
+    let err = record_decision(&server, BOB_LEAD, &denied, "Approve")
+        .await
+        .unwrap_err();
     assert!(err.contains("the request is Denied"), "{err}");
 }
