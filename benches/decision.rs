@@ -37,6 +37,7 @@ fn worker() -> Worker {
     Worker::new(Reviewer {
         policies: Arc::new(ArcSwap::from_pointee(set)),
         grants,
+        namespaces: Default::default(),
         options: Options::default(),
         audit: Audit::disabled(),
         metrics: Metrics::new().expect("metrics"),

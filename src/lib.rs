@@ -24,6 +24,7 @@ pub mod decision;
 pub mod grant;
 pub mod manifest;
 pub mod metrics;
+pub mod namespace;
 pub mod policy;
 pub mod pool;
 pub mod reload;

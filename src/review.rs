@@ -15,6 +15,7 @@ use crate::audit::{Audit, DecisionRecord};
 use crate::decision::{self, Decision, GrantCheck, Options, Webhook};
 use crate::grant::{self, AccessRequest, GrantStore};
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
 use crate::policy::{Enforcement, Evaluation, PolicyEngine, PolicySet};
 
 /// What every worker shares: the current policies, the grant cache and the sinks.
@@ -22,6 +23,8 @@ use crate::policy::{Enforcement, Evaluation, PolicyEngine, PolicySet};
 pub struct Reviewer {
     pub policies: Arc<ArcSwap<PolicySet>>,
     pub grants: GrantStore,
+    /// Labels of the cluster's namespaces, shown to policies as `input.jit.namespace`.
+    pub namespaces: Namespaces,
     pub options: Options,
     pub audit: Audit,
     pub metrics: Metrics,
@@ -38,12 +41,16 @@ impl Reviewer {
         grants_file: Option<&std::path::Path>,
     ) -> Result<Self, String> {
         let grants = GrantStore::empty_synced();
+        let namespaces = Namespaces::default();
         if let Some(path) = grants_file {
-            grants.replace(grant::watch::load_file(path).map_err(|e| e.to_string())?);
+            let state = grant::file::read(path).map_err(|e| e.to_string())?;
+            grants.replace(grant::GrantIndex::from_resources(&state.grants));
+            namespaces.replace(&state.namespaces);
         }
         Ok(Self {
             policies,
             grants,
+            namespaces,
             options: Options {
                 enforcement: None,
                 on_error: crate::decision::OnError::Deny,
@@ -115,7 +122,8 @@ impl Worker {
             .grants
             .index()
             .live_for(&request.user, &request.groups, now);
-        add_jit(&mut input.review, now, &live);
+        let namespace = self.reviewer.namespaces.value(&request.namespace);
+        add_jit(&mut input.review, now, &live, namespace);
 
         let evaluation = self.engine().evaluate(&input.review);
         let options = self.reviewer.options;
@@ -302,13 +310,22 @@ fn is_access_request(request: &RequestInfo) -> bool {
 }
 
 /// `input.jit`: the request's time, which policies use instead of `time.now_ns()` so
-/// that decisions are reproducible, and the requester's live grants.
-fn add_jit(review: &mut Value, now: Timestamp, live: &[Arc<grant::Grant>]) {
+/// that decisions are reproducible, the requester's live grants, and the request's
+/// namespace with its labels when it is known.
+fn add_jit(
+    review: &mut Value,
+    now: Timestamp,
+    live: &[Arc<grant::Grant>],
+    namespace: Option<Value>,
+) {
     let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
     let grants: Vec<Value> = live.iter().map(|g| g.value()).collect();
     let mut jit = std::collections::BTreeMap::new();
     jit.insert(Value::from("now_ns"), Value::from(now_ns));
     jit.insert(Value::from("grants"), Value::from(grants));
+    if let Some(ns) = namespace {
+        jit.insert(Value::from("namespace"), ns);
+    }
     if let Ok(fields) = review.as_object_mut() {
         // Overwrites a `jit` a client may have put there: only jitguard says what time
         // it is and which grants are live.

@@ -96,6 +96,9 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
         Arc::new(ArcSwap::from_pointee(set)),
         args.grants.as_deref(),
     )?);
+    for item in &items {
+        worker.reviewer().namespaces.learn(&item.body);
+    }
     let now = args.at.unwrap_or_else(jiff::Timestamp::now);
     let webhook = match args.webhook {
         WebhookArg::Validate => Webhook::Validate,

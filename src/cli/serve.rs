@@ -16,6 +16,7 @@ use crate::decision::{OnError, Options};
 use crate::grant::watch::{run_cluster, FileSource};
 use crate::grant::GrantStore;
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
 use crate::policy::{Enforcement, EvalOptions, PolicySet, Sources};
 use crate::pool::Pool;
 use crate::reload::Poller;
@@ -259,12 +260,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
 
     let grants = GrantStore::new(args.grants_stale_after);
+    let namespaces = Namespaces::default();
     let health = Health::new(grants.clone());
     health.set_policies_loaded();
     let _grants_watch = match &config.grants {
         Some(path) => {
-            let mut source =
-                FileSource::new(path.clone(), grants.clone(), audit.clone(), metrics.clone());
+            let mut source = FileSource::new(
+                path.clone(),
+                grants.clone(),
+                namespaces.clone(),
+                audit.clone(),
+                metrics.clone(),
+            );
             source
                 .poll()
                 .with_context(|| format!("loading grants from {}", path.display()))?;
@@ -295,6 +302,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 audit.clone(),
                 metrics.clone(),
             ));
+            tokio::spawn(crate::namespace::run_cluster(
+                client.clone(),
+                namespaces.clone(),
+            ));
             if args.controller {
                 let mut config = controller::Config::new(&args.namespace, &identity);
                 config.reap.extend(args.reap.iter().cloned());
@@ -314,6 +325,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let reviewer = Reviewer {
         policies,
         grants,
+        namespaces,
         options: Options {
             enforcement: args.enforcement,
             on_error: args.on_error,

@@ -1,9 +1,13 @@
 //! The local grant source: a YAML file of AccessRequest objects (several documents, or a
 //! List), for development and for `dry-run`. Re-read when it changes; a file that does
 //! not parse is refused with file:line and the last good set stays.
+//!
+//! The file stands in for the cluster, so it may also hold Namespace objects: their
+//! labels are what label-based namespace protection reads (see [`crate::namespace`]).
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Namespace;
 use serde::Deserialize;
 
 use super::resource::AccessRequest;
@@ -38,7 +42,15 @@ struct List {
     items: Vec<AccessRequest>,
 }
 
-pub fn read(path: &Path) -> Result<Vec<AccessRequest>, GrantFileError> {
+/// What a local file holds: the AccessRequests, and the Namespaces whose labels
+/// policies read.
+#[derive(Debug, Default)]
+pub struct LocalState {
+    pub grants: Vec<AccessRequest>,
+    pub namespaces: Vec<Namespace>,
+}
+
+pub fn read(path: &Path) -> Result<LocalState, GrantFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| GrantFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -48,8 +60,9 @@ pub fn read(path: &Path) -> Result<Vec<AccessRequest>, GrantFileError> {
 
 /// Parses every YAML document. Errors carry the line in the whole file, not in the
 /// document, so editors jump to the right place.
-pub fn parse(text: &str, path: &Path) -> Result<Vec<AccessRequest>, GrantFileError> {
+pub fn parse(text: &str, path: &Path) -> Result<LocalState, GrantFileError> {
     let mut out = Vec::new();
+    let mut namespaces = Vec::new();
     for (start, doc) in crate::manifest::yaml_documents(text) {
         let err = |line: usize, message: String| GrantFileError::Parse {
             path: path.to_path_buf(),
@@ -78,10 +91,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<AccessRequest>, GrantFileErr
                 }
                 out.extend(list.items);
             }
+            ("v1", "Namespace") => {
+                let ns: Namespace = yaml_serde::from_str(doc).map_err(located)?;
+                if ns.metadata.name.as_deref().unwrap_or_default().is_empty() {
+                    return Err(err(0, "a Namespace has no metadata.name".into()));
+                }
+                namespaces.push(ns);
+            }
             (api_version, kind) => {
                 return Err(err(
                     0,
-                    format!("expected apiVersion jitguard.dev/v1alpha1 kind AccessRequest (or a List of them), got apiVersion {api_version:?} kind {kind:?}"),
+                    format!("expected apiVersion jitguard.dev/v1alpha1 kind AccessRequest (or a List of them), or apiVersion v1 kind Namespace, got apiVersion {api_version:?} kind {kind:?}"),
                 ))
             }
         }
@@ -95,7 +115,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<AccessRequest>, GrantFileErr
             });
         }
     }
-    Ok(out)
+    Ok(LocalState {
+        grants: out,
+        namespaces,
+    })
 }
 
 #[cfg(test)]
@@ -117,7 +140,7 @@ mod tests {
             ONE.replace('\n', "\n  ").trim_end()
         );
         let text = format!("{ONE}---\n{list}\n---\n");
-        let grants = parse(&text, Path::new("g.yaml")).unwrap();
+        let grants = parse(&text, Path::new("g.yaml")).unwrap().grants;
         assert_eq!(grants.len(), 2);
         assert_eq!(grants[1].spec.requester, "alice");
     }
@@ -135,6 +158,18 @@ mod tests {
             panic!()
         };
         assert!(line >= 11, "line {line}");
+    }
+
+    #[test]
+    fn namespaces_come_with_their_labels() {
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: payments\n  labels:\n    jitguard.dev/protected: \"true\"\n";
+        let state = parse(&format!("{ONE}---\n{ns}"), Path::new("g.yaml")).unwrap();
+        assert_eq!(state.grants.len(), 1);
+        let labels = state.namespaces[0].metadata.labels.clone().unwrap();
+        assert_eq!(labels["jitguard.dev/protected"], "true");
+        let nameless = "apiVersion: v1\nkind: Namespace\nmetadata: {}\n";
+        let err = parse(nameless, Path::new("g.yaml")).unwrap_err();
+        assert!(err.to_string().contains("no metadata.name"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::resource::{AccessRequest, Phase};
 use super::store::{Grant, GrantIndex, GrantStore};
 use crate::audit::Audit;
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
 
 /// Events that arrive together are applied together: one index swap per batch.
 const BATCH: usize = 1024;
@@ -223,8 +224,8 @@ pub async fn run_cluster(client: Client, store: GrantStore, audit: Audit, metric
 
 /// Loads the grants file once (for `dry-run`, `verify` and the first load of `serve`).
 pub fn load_file(path: &std::path::Path) -> Result<GrantIndex, super::file::GrantFileError> {
-    let items = super::file::read(path)?;
-    Ok(GrantIndex::from_resources(&items))
+    let state = super::file::read(path)?;
+    Ok(GrantIndex::from_resources(&state.grants))
 }
 
 /// Re-reads the grants file when its content changes. A file that does not parse is
@@ -232,14 +233,22 @@ pub fn load_file(path: &std::path::Path) -> Result<GrantIndex, super::file::Gran
 pub struct FileSource {
     path: PathBuf,
     writer: Writer,
+    namespaces: Namespaces,
     digest: Option<u64>,
 }
 
 impl FileSource {
-    pub fn new(path: PathBuf, store: GrantStore, audit: Audit, metrics: Metrics) -> Self {
+    pub fn new(
+        path: PathBuf,
+        store: GrantStore,
+        namespaces: Namespaces,
+        audit: Audit,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             path,
             writer: Writer::new(store, audit, metrics),
+            namespaces,
             digest: None,
         }
     }
@@ -264,9 +273,10 @@ impl FileSource {
             text.and_then(|bytes| super::file::parse(&String::from_utf8_lossy(&bytes), &self.path));
         let metrics = self.writer.lifecycle.metrics.clone();
         match result {
-            Ok(items) => {
-                self.writer.replace_all(&items);
+            Ok(state) => {
+                self.writer.replace_all(&state.grants);
                 self.writer.publish();
+                self.namespaces.replace(&state.namespaces);
                 metrics.grant_source_events.with_label_values(&["ok"]).inc();
                 tracing::info!(path = %self.path.display(), grants = self.writer.grants.len(), "grants file loaded");
                 Ok(true)

@@ -252,6 +252,20 @@ impl Server {
         response["response"].clone()
     }
 
+    /// Decides `body` on /validate until the answer is `allowed` (a cache catching up),
+    /// 5 s at most; returns the last answer for the caller to assert on.
+    pub async fn decide_until(&self, body: &Value, allowed: bool) -> Value {
+        let mut answer = Value::Null;
+        for _ in 0..200 {
+            answer = self.decide("/validate", body).await;
+            if answer["allowed"] == allowed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        answer
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.ops_url("/metrics"))
             .await

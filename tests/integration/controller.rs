@@ -205,15 +205,7 @@ impl Cluster {
     /// Decides `review` until the grant cache has caught up (`allowed` as wanted), 5 s at
     /// most; returns the last answer.
     async fn decide_until(&self, review: &Value, allowed: bool) -> Value {
-        let mut answer = Value::Null;
-        for _ in 0..200 {
-            answer = self.server.decide("/validate", review).await;
-            if answer["allowed"] == allowed {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        answer
+        self.server.decide_until(review, allowed).await
     }
 
     /// Waits for a condition on the stored objects (10 s at most).

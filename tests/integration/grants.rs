@@ -330,3 +330,37 @@ async fn a_break_glass_grant_allows_with_a_warning_on_every_use() {
     );
     assert_eq!(r["auditAnnotations"]["jitguard.dev/break-glass"], "true");
 }
+
+fn namespace_yaml(name: &str, protected: bool) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    jitguard.dev/protected: \"{protected}\"\n"
+    )
+}
+
+/// A pod created in `team-a` (not in the pack's list of protected namespaces).
+fn pod_in_team_a() -> Value {
+    let mut r = review("pod-create-dev");
+    r["request"]["namespace"] = Value::from("team-a");
+    r["request"]["object"]["metadata"]["namespace"] = Value::from("team-a");
+    r
+}
+
+#[tokio::test]
+async fn a_namespace_labelled_protected_in_the_grants_file_protects_its_objects() {
+    let server = Server::with(Options {
+        policies: None,
+        grants: Some(namespace_yaml("team-a", true)),
+        ..Options::default()
+    });
+    let answer = server.decide("/validate", &pod_in_team_a()).await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let message = answer["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("protected namespace team-a needs a just-in-time grant"),
+        "{message}"
+    );
+    // The label comes off (the file is the cluster's stand-in): the pod is allowed.
+    std::fs::write(server.grants_file(), namespace_yaml("team-a", false)).unwrap();
+    let answer = server.decide_until(&pod_in_team_a(), true).await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+}

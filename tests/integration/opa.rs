@@ -59,10 +59,18 @@ fn the_shipped_pack_tests_pass_under_jitguard_and_under_opa_alike() {
     assert!(ours.0 > 20, "{out}");
 }
 
-/// The AdmissionReviews of every case of the shipped suites (policies/suites), with the
-/// `input.jit` jitguard gives them: the case's time and the requester's live grants.
+/// The AdmissionReviews of every case of the shipped suites (policies/suites), each with
+/// the `input.jit` jitguard itself gives it (the case's time, the requester's live grants,
+/// the namespace's labels): the input is taken from jitguard's own review, not rebuilt.
 fn suite_reviews() -> Vec<Value> {
     let suites = root().join("policies/suites");
+    let policies = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+        jitguard::policy::PolicySet::load(
+            &root().join("policies"),
+            jitguard::policy::EvalOptions::default(),
+        )
+        .unwrap(),
+    ));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&suites)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -87,33 +95,32 @@ fn suite_reviews() -> Vec<Value> {
             let operation = field("operation").as_str().unwrap_or("CREATE").to_string();
             let at: jiff::Timestamp = field("at").as_str().unwrap().parse().unwrap();
             let requester = jitguard::manifest::Requester {
-                user: user.clone(),
-                groups: groups.clone(),
+                user,
+                groups,
                 operation: jitguard::admission::Operation::parse(&operation).unwrap(),
             };
+            let grants = field("grants").as_str().map(|g| suites.join(g));
+            let reviewer =
+                jitguard::review::Reviewer::offline(policies.clone(), grants.as_deref()).unwrap();
+            let mut worker = jitguard::review::Worker::new(reviewer);
             let path = suites.join(case["file"].as_str().unwrap());
-            let grants: Vec<Value> = match field("grants").as_str() {
-                Some(g) => jitguard::grant::watch::load_file(&suites.join(g))
-                    .unwrap()
-                    .live_for(&user, &groups, at)
-                    .iter()
-                    .map(|g| serde_json::to_value(g.value()).unwrap())
-                    .collect(),
-                None => Vec::new(),
-            };
             for item in jitguard::manifest::load(&[path], &requester).unwrap() {
-                let mut review: Value = serde_json::from_slice(&item.body).unwrap();
-                let user_info = &review["request"]["userInfo"]["username"];
-                let grants = if user_info == user.as_str() {
-                    grants.clone()
-                } else {
-                    Vec::new()
-                };
-                review["jit"] = json!({"now_ns": at.as_nanosecond() as i64, "grants": grants});
-                reviews.push(review);
+                let reviewed = worker
+                    .review(
+                        &item.body,
+                        jitguard::decision::Webhook::Validate,
+                        at,
+                        std::time::Instant::now(),
+                    )
+                    .unwrap();
+                reviews.push(serde_json::to_value(&reviewed.input.review).unwrap());
             }
         }
     }
+    assert!(
+        reviews.iter().any(|r| !r["jit"]["namespace"].is_null()),
+        "a case with namespace labels is compared"
+    );
     reviews
 }
 

@@ -14,8 +14,8 @@ obj := input.request.oldObject if operation == "DELETE"
 
 mutating if operation in {"CREATE", "UPDATE", "DELETE"}
 
-# A namespace is protected if it is listed, has a listed prefix, or (when the request is
-# about the Namespace object itself) carries the protection label.
+# A namespace is protected if it is listed, has a listed prefix, or carries the
+# protection label.
 protected_namespace(ns) if ns in config.protected.namespaces
 
 protected_namespace(ns) if {
@@ -25,6 +25,13 @@ protected_namespace(ns) if {
 
 in_protected_namespace if protected_namespace(input.request.namespace)
 
+# The API server does not send the labels of a request's namespace; jitguard adds them
+# from its namespace cache as input.jit.namespace (absent when the namespace is unknown).
+in_protected_namespace if {
+	input.jit.namespace.name == input.request.namespace
+	input.jit.namespace.labels[config.protected.label] == "true"
+}
+
 protected_namespace_object if {
 	input.request.kind.kind == "Namespace"
 	protected_namespace(input.request.name)
@@ -33,6 +40,13 @@ protected_namespace_object if {
 protected_namespace_object if {
 	input.request.kind.kind == "Namespace"
 	obj.metadata.labels[config.protected.label] == "true"
+}
+
+# Removing the label is a change to a protected namespace too, not a way out of it.
+protected_namespace_object if {
+	input.request.kind.kind == "Namespace"
+	operation == "UPDATE"
+	input.request.oldObject.metadata.labels[config.protected.label] == "true"
 }
 
 # Identities that never need a grant (control plane, nodes, jitguard itself).

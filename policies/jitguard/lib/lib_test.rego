@@ -40,3 +40,16 @@ test_pod_spec_of_workloads if {
 	lib.pod_spec({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}) == spec
 	count(lib.containers({"containers": [{"name": "a"}], "initContainers": [{"name": "b"}]})) == 2
 }
+
+test_a_namespace_labelled_protected_protects_what_is_inside_it if {
+	r := testing.create(testing.pod("team-a", "web", testing.plain_spec), "pods")
+	not lib.in_protected_namespace with input as r
+	lib.in_protected_namespace with input as testing.in_labelled(r, {"jitguard.dev/protected": "true"})
+	not lib.in_protected_namespace with input as testing.in_labelled(r, {"jitguard.dev/protected": "false"})
+}
+
+test_labels_of_another_namespace_do_not_count if {
+	r := testing.create(testing.pod("team-a", "web", testing.plain_spec), "pods")
+	other := object.union(r, {"jit": {"namespace": {"name": "team-b", "labels": {"jitguard.dev/protected": "true"}}}})
+	not lib.in_protected_namespace with input as other
+}

@@ -71,3 +71,6 @@ connect(ns, pod_name, subresource) := review({
 })
 
 namespace(name, labels) := {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+# A request whose namespace jitguard knows, with these labels (input.jit.namespace).
+in_labelled(r, labels) := object.union(r, {"jit": {"namespace": {"name": r.request.namespace, "labels": labels}}})

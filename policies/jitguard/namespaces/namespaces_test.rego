@@ -59,3 +59,17 @@ test_ingresses_are_left_to_the_ingress_package if {
 	i := {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "prod"}, "spec": {}}
 	count(namespaces.require_grant) == 0 with input as testing.update(i, "ingresses")
 }
+
+test_everything_in_a_namespace_labelled_protected_needs_a_grant if {
+	pod := testing.pod("team-a", "web", testing.plain_spec)
+	r := testing.in_labelled(testing.create(pod, "pods"), {"jitguard.dev/protected": "true"})
+	namespaces.require_grant == {"creation of Pod team-a/web in protected namespace team-a needs a just-in-time grant"} with input as r
+	count(namespaces.require_grant) == 0 with input as testing.in_labelled(testing.create(pod, "pods"), {"team": "a"})
+}
+
+test_removing_the_protection_label_needs_a_grant if {
+	r := testing.update(testing.namespace("team-a", {}), "namespaces")
+	labelled := object.union(r, {"request": {"oldObject": testing.namespace("team-a", {"jitguard.dev/protected": "true"})}})
+	namespaces.require_grant == {"changing protected namespace team-a needs a just-in-time grant"} with input as labelled
+	count(namespaces.require_grant) == 0 with input as r
+}

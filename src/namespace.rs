@@ -1,0 +1,162 @@
+//! The labels of the cluster's namespaces, so that a policy can protect a namespace by
+//! label (`jitguard.dev/protected: "true"`) and not only by name.
+//!
+//! The API server sends the object of a request but not the labels of the namespace it
+//! lives in, so jitguard keeps them: from a watch on Namespaces in a cluster, from the
+//! Namespace documents of the grants file without one, and from the manifests themselves
+//! in `dry-run`. A review shows the request's namespace to policies as
+//! `input.jit.namespace` (`{"name": ..., "labels": {...}}`), absent when it is unknown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use regorus::Value;
+
+/// Labels by namespace name, swapped whole on change; readers never wait.
+#[derive(Clone, Default)]
+pub struct Namespaces {
+    inner: Arc<ArcSwap<HashMap<String, Value>>>,
+}
+
+impl Namespaces {
+    /// Replaces every namespace (a fresh list, a reloaded file).
+    pub fn replace<'a>(&self, items: impl IntoIterator<Item = &'a Namespace>) {
+        let map = items.into_iter().filter_map(entry).collect();
+        self.inner.store(Arc::new(map));
+    }
+
+    /// Adds or changes some namespaces, keeping the others.
+    pub fn apply<'a>(&self, items: impl IntoIterator<Item = &'a Namespace>) {
+        let mut map = HashMap::clone(&self.inner.load());
+        map.extend(items.into_iter().filter_map(entry));
+        self.inner.store(Arc::new(map));
+    }
+
+    pub fn remove(&self, name: &str) {
+        let mut map = HashMap::clone(&self.inner.load());
+        if map.remove(name).is_some() {
+            self.inner.store(Arc::new(map));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Learns the Namespace an AdmissionReview creates or updates (offline commands:
+    /// the Namespace objects among the manifests protect the objects beside them).
+    /// Anything else, or anything unreadable, is ignored: deciding it reports errors.
+    pub fn learn(&self, review_body: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Review {
+            request: Request,
+        }
+        #[derive(serde::Deserialize)]
+        struct Request {
+            kind: Kind,
+            object: Option<Namespace>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            group: String,
+            kind: String,
+        }
+        if let Ok(Review { request }) = serde_json::from_slice::<Review>(review_body) {
+            if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
+                if let Some(ns) = &request.object {
+                    self.apply([ns]);
+                }
+            }
+        }
+    }
+
+    /// `input.jit.namespace` for a request in `name`, if that namespace is known.
+    pub fn value(&self, name: &str) -> Option<Value> {
+        if name.is_empty() {
+            return None;
+        }
+        self.inner.load().get(name).cloned()
+    }
+}
+
+fn entry(ns: &Namespace) -> Option<(String, Value)> {
+    let name = ns.metadata.name.clone().filter(|n| !n.is_empty())?;
+    let labels: BTreeMap<String, String> = ns.metadata.labels.clone().unwrap_or_default();
+    let value = Value::from(serde_json::json!({"name": name, "labels": labels}));
+    Some((name, value))
+}
+
+/// Keeps `store` in step with the cluster's Namespaces until the task is dropped.
+///
+/// kube-runtime's watcher re-lists after 410 Gone and, with its default backoff, retries
+/// every other failure; meanwhile the last known labels keep serving (a namespace's
+/// labels change rarely, and names listed in the policy data never depend on this).
+pub async fn run_cluster(client: Client, store: Namespaces) {
+    let api: Api<Namespace> = Api::all(client);
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    tokio::pin!(stream);
+    let mut buffer: Vec<Namespace> = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init) => buffer.clear(),
+            Ok(watcher::Event::InitApply(ns)) => buffer.push(ns),
+            Ok(watcher::Event::InitDone) => {
+                store.replace(&buffer);
+                tracing::info!(namespaces = store.len(), "namespace labels listed");
+                buffer.clear();
+            }
+            Ok(watcher::Event::Apply(ns)) => store.apply([&ns]),
+            Ok(watcher::Event::Delete(ns)) => {
+                if let Some(name) = ns.metadata.name.as_deref() {
+                    store.remove(name);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Namespace watch failed; the last known namespace labels keep serving while it retries");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn ns(name: &str, labels: &[(&str, &str)]) -> Namespace {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels.iter().cloned().collect::<BTreeMap<_, _>>()},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn known_namespaces_show_their_labels_and_unknown_ones_nothing() {
+        let store = Namespaces::default();
+        store.replace(&[ns("payments", &[("jitguard.dev/protected", "true")])]);
+        let value = store.value("payments").unwrap();
+        assert_eq!(
+            value["labels"]["jitguard.dev/protected"],
+            Value::from("true")
+        );
+        assert_eq!(value["name"], Value::from("payments"));
+        assert!(store.value("dev").is_none());
+        assert!(store.value("").is_none());
+
+        store.apply([&ns("dev", &[])]);
+        assert!(store.value("dev").is_some() && store.value("payments").is_some());
+        store.remove("payments");
+        assert!(store.value("payments").is_none());
+        store.replace(&[]);
+        assert!(store.is_empty());
+    }
+}
