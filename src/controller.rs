@@ -31,6 +31,7 @@ use crate::audit::Audit;
 use crate::grant::resource::ApprovalDecision;
 use crate::grant::{AccessRequest, Phase};
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
 use crate::policy::{PolicyEngine, PolicySet};
 use lease::LeaderElector;
 use plan::{Context, Step};
@@ -78,6 +79,9 @@ pub struct Controller {
     /// changes when the request or the policies do.
     evaluated: HashMap<String, (String, u64, Result<AccessPolicy, String>)>,
     observed: Observed,
+    /// Namespace labels, so that the access policy sees a labelled namespace in a scope
+    /// as the webhook does.
+    namespaces: Namespaces,
 }
 
 impl Controller {
@@ -99,7 +103,14 @@ impl Controller {
             engine: None,
             evaluated: HashMap::new(),
             observed: Observed::default(),
+            namespaces: Namespaces::default(),
         }
+    }
+
+    /// The namespace cache the webhook uses (the access policy reads labels through it).
+    pub fn with_namespaces(mut self, namespaces: Namespaces) -> Self {
+        self.namespaces = namespaces;
+        self
     }
 
     /// Runs until the task is dropped.
@@ -290,7 +301,8 @@ impl Controller {
             Some(e) if e.generation() == generation => e,
             slot => slot.insert(current.engine()),
         };
-        let result = creation_input(ar).and_then(|input| engine.access_policy(&input));
+        let result =
+            creation_input(ar, &self.namespaces).and_then(|input| engine.access_policy(&input));
         if let Err(e) = &result {
             tracing::warn!(request = %ar.name_any(), error = %e, "the access policy cannot decide on this request; only time-driven steps apply");
         }
@@ -370,13 +382,19 @@ fn extended_end(ar: &AccessRequest, old: &AccessRequest) -> Option<Timestamp> {
 /// The AdmissionReview the API server sent when the requester created `ar`, at its
 /// creation time: the access policy is written against that input, and its answer
 /// depends on nothing else (which is what makes caching it per version correct).
-fn creation_input(ar: &AccessRequest) -> Result<Value, String> {
+fn creation_input(ar: &AccessRequest, namespaces: &Namespaces) -> Result<Value, String> {
     let created = ar
         .metadata
         .creation_timestamp
         .as_ref()
         .map_or_else(Timestamp::now, |t| t.0);
     let object = serde_json::to_value(ar).map_err(|e| e.to_string())?;
+    let scoped = ar
+        .spec
+        .scope
+        .iter()
+        .flat_map(|r| r.namespaces.iter().map(String::as_str));
+    let known = serde_json::to_value(namespaces.known(scoped)).map_err(|e| e.to_string())?;
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -390,7 +408,11 @@ fn creation_input(ar: &AccessRequest) -> Result<Value, String> {
             "object": object,
             "dryRun": false,
         },
-        "jit": {"now_ns": i64::try_from(created.as_nanosecond()).unwrap_or(i64::MAX), "grants": []},
+        "jit": {
+            "now_ns": i64::try_from(created.as_nanosecond()).unwrap_or(i64::MAX),
+            "grants": [],
+            "namespaces": known,
+        },
     });
     Value::from_json_str(&review.to_string()).map_err(|e| e.to_string())
 }

@@ -4,10 +4,12 @@
 //! The API server sends the object of a request but not the labels of the namespace it
 //! lives in, so jitguard keeps them: from a watch on Namespaces in a cluster, from the
 //! Namespace documents of the grants file without one, and from the manifests themselves
-//! in `dry-run`. A review shows the request's namespace to policies as
-//! `input.jit.namespace` (`{"name": ..., "labels": {...}}`), absent when it is unknown.
+//! in `dry-run`. A review shows policies the namespaces it is about (the request's, and
+//! those an AccessRequest's scope names) as `input.jit.namespaces`
+//! (`{name: {"name": ..., "labels": {...}}}`); unknown namespaces are absent.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,9 +20,11 @@ use kube::{Api, Client};
 use regorus::Value;
 
 /// Labels by namespace name, swapped whole on change; readers never wait.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Namespaces {
     inner: Arc<ArcSwap<HashMap<String, Value>>>,
+    /// A full set has been loaded once (the first list, or the file).
+    synced: Arc<AtomicBool>,
 }
 
 impl Namespaces {
@@ -28,6 +32,18 @@ impl Namespaces {
     pub fn replace<'a>(&self, items: impl IntoIterator<Item = &'a Namespace>) {
         let map = items.into_iter().filter_map(entry).collect();
         self.inner.store(Arc::new(map));
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Without a cluster there is nothing to wait for: no namespace is labelled.
+    pub fn synced_empty() -> Self {
+        let store = Self::default();
+        store.replace([]);
+        store
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 
     /// Adds or changes some namespaces, keeping the others.
@@ -78,13 +94,18 @@ impl Namespaces {
             }
         }
     }
+}
 
-    /// `input.jit.namespace` for a request in `name`, if that namespace is known.
-    pub fn value(&self, name: &str) -> Option<Value> {
-        if name.is_empty() {
-            return None;
-        }
-        self.inner.load().get(name).cloned()
+impl Namespaces {
+    /// `input.jit.namespaces`: name → `{"name", "labels"}` for each of `names` that is
+    /// known (a request's namespace; the namespaces an AccessRequest's scope names).
+    pub fn known<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Value {
+        let map = self.inner.load();
+        let known: BTreeMap<Value, Value> = names
+            .into_iter()
+            .filter_map(|n| Some((Value::from(n), map.get(n)?.clone())))
+            .collect();
+        Value::from(known)
     }
 }
 
@@ -142,20 +163,28 @@ mod tests {
     #[test]
     fn known_namespaces_show_their_labels_and_unknown_ones_nothing() {
         let store = Namespaces::default();
+        assert!(!store.is_synced());
         store.replace(&[ns("payments", &[("jitguard.dev/protected", "true")])]);
-        let value = store.value("payments").unwrap();
+        let known = store.known(["payments", "dev", ""]);
         assert_eq!(
-            value["labels"]["jitguard.dev/protected"],
+            known["payments"]["labels"]["jitguard.dev/protected"],
             Value::from("true")
         );
-        assert_eq!(value["name"], Value::from("payments"));
-        assert!(store.value("dev").is_none());
-        assert!(store.value("").is_none());
+        assert_eq!(known["payments"]["name"], Value::from("payments"));
+        assert_eq!(
+            known.as_object().unwrap().len(),
+            1,
+            "unknown ones are absent"
+        );
+        assert!(store.is_synced());
 
         store.apply([&ns("dev", &[])]);
-        assert!(store.value("dev").is_some() && store.value("payments").is_some());
+        assert_eq!(
+            store.known(["dev", "payments"]).as_object().unwrap().len(),
+            2
+        );
         store.remove("payments");
-        assert!(store.value("payments").is_none());
+        assert_eq!(store.known(["payments"]).as_object().unwrap().len(), 0);
         store.replace(&[]);
         assert!(store.is_empty());
     }

@@ -122,8 +122,8 @@ impl Worker {
             .grants
             .index()
             .live_for(&request.user, &request.groups, now);
-        let namespace = self.reviewer.namespaces.value(&request.namespace);
-        add_jit(&mut input.review, now, &live, namespace);
+        let namespaces = self.known_namespaces(&input);
+        add_jit(&mut input.review, now, &live, namespaces);
 
         let evaluation = self.engine().evaluate(&input.review);
         let options = self.reviewer.options;
@@ -265,6 +265,22 @@ impl Worker {
         approval::admit(&change, webhook == Webhook::Mutate)
     }
 
+    /// `input.jit.namespaces`: the request's namespace and, for an AccessRequest, every
+    /// namespace its scope names, where they are known.
+    fn known_namespaces(&self, input: &AdmissionInput) -> Value {
+        let mut names = vec![input.request.namespace.as_str()];
+        if is_access_request(&input.request) {
+            if let Ok(rules) = input.review["request"]["object"]["spec"]["scope"].as_array() {
+                for rule in rules {
+                    if let Ok(list) = rule["namespaces"].as_array() {
+                        names.extend(list.iter().filter_map(|n| n.as_string().ok()).map(|n| &**n));
+                    }
+                }
+            }
+        }
+        self.reviewer.namespaces.known(names)
+    }
+
     fn record(
         &self,
         webhook: Webhook,
@@ -310,22 +326,15 @@ fn is_access_request(request: &RequestInfo) -> bool {
 }
 
 /// `input.jit`: the request's time, which policies use instead of `time.now_ns()` so
-/// that decisions are reproducible, the requester's live grants, and the request's
-/// namespace with its labels when it is known.
-fn add_jit(
-    review: &mut Value,
-    now: Timestamp,
-    live: &[Arc<grant::Grant>],
-    namespace: Option<Value>,
-) {
+/// that decisions are reproducible, the requester's live grants, and the namespaces the
+/// request is about with their labels, where they are known.
+fn add_jit(review: &mut Value, now: Timestamp, live: &[Arc<grant::Grant>], namespaces: Value) {
     let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
     let grants: Vec<Value> = live.iter().map(|g| g.value()).collect();
     let mut jit = std::collections::BTreeMap::new();
     jit.insert(Value::from("now_ns"), Value::from(now_ns));
     jit.insert(Value::from("grants"), Value::from(grants));
-    if let Some(ns) = namespace {
-        jit.insert(Value::from("namespace"), ns);
-    }
+    jit.insert(Value::from("namespaces"), namespaces);
     if let Ok(fields) = review.as_object_mut() {
         // Overwrites a `jit` a client may have put there: only jitguard says what time
         // it is and which grants are live.

@@ -29,6 +29,7 @@ use crate::admission;
 use crate::decision::{OnError, Webhook};
 use crate::grant::GrantStore;
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
 use crate::pool::{Job, Outcome, Pool};
 
 /// A TLS handshake that takes longer than this is dropped (slowloris, port scans).
@@ -43,14 +44,16 @@ pub struct Health {
     policies_loaded: AtomicBool,
     shutting_down: AtomicBool,
     grants: GrantStore,
+    namespaces: Namespaces,
 }
 
 impl Health {
-    pub fn new(grants: GrantStore) -> Arc<Self> {
+    pub fn new(grants: GrantStore, namespaces: Namespaces) -> Arc<Self> {
         Arc::new(Self {
             policies_loaded: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             grants,
+            namespaces,
         })
     }
 
@@ -75,6 +78,11 @@ impl Health {
         }
         if !self.grants.is_synced() {
             reasons.push("the grant cache has not finished its first sync".to_string());
+        }
+        // Until the first list, a namespace protected only by its label is not known
+        // to be protected: serving then would let its changes through.
+        if !self.namespaces.is_synced() {
+            reasons.push("the namespace cache has not finished its first list".to_string());
         }
         if let Some(broken) = self.grants.stale_for() {
             reasons.push(format!(

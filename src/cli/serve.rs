@@ -261,7 +261,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let grants = GrantStore::new(args.grants_stale_after);
     let namespaces = Namespaces::default();
-    let health = Health::new(grants.clone());
+    let health = Health::new(grants.clone(), namespaces.clone());
     health.set_policies_loaded();
     let _grants_watch = match &config.grants {
         Some(path) => {
@@ -315,7 +315,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     audit.clone(),
                     metrics.clone(),
                     config,
-                );
+                )
+                .with_namespaces(namespaces.clone());
                 tokio::spawn(controller.run());
             }
             None

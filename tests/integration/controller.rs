@@ -64,7 +64,11 @@ impl Cluster {
 
     /// With more `serve` flags.
     async fn start_with(flags: &[&str]) -> Self {
-        let api = FakeApiServer::start().await;
+        Self::start_on(FakeApiServer::start().await, flags).await
+    }
+
+    /// On an API server already holding some objects.
+    async fn start_on(api: FakeApiServer, flags: &[&str]) -> Self {
         let configs = tempfile::tempdir().unwrap();
         for (token, user, groups) in USERS {
             api.add_user(token, user, groups);
@@ -508,6 +512,67 @@ async fn policy_approves_short_debugging_and_the_grant_expires_and_is_reaped_on_
         .metrics()
         .await
         .contains("jitguard_controller_leader 0"));
+}
+
+/// A namespace protected by its label only: the webhook asks for a ticket and the
+/// controller does not auto-approve, exactly as for a namespace listed in the data.
+#[tokio::test]
+async fn a_namespace_labelled_protected_is_protected_in_requests_too() {
+    let api = FakeApiServer::start().await;
+    api.put(
+        "api/v1",
+        "namespaces",
+        "",
+        json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "ledger", "labels": {"jitguard.dev/protected": "true"}},
+        }),
+    );
+    let c = Cluster::start_on(api, &[]).await;
+    let exec = |ns: &'static str, name: &'static str, ticket: bool| {
+        let mut args = vec![
+            "--namespace",
+            ns,
+            "--duration",
+            "10m",
+            "--reason",
+            "debug",
+            "--request-name",
+            name,
+        ];
+        if ticket {
+            args.extend(["--ticket", "INC-7"]);
+        }
+        args
+    };
+    let refused = c
+        .request_exec("alice", &exec("ledger", "no-ticket", false))
+        .await;
+    assert_eq!(refused.0, 1, "{refused:?}");
+    assert!(refused.2.contains("must name a ticket"), "{refused:?}");
+    ok(&c
+        .request_exec("alice", &exec("ledger", "ledger-debug", true))
+        .await);
+    // The same request in an unlabelled namespace is auto-approved; the labelled one waits
+    // for people.
+    ok(&c
+        .request_exec("alice", &exec("shop", "shop-debug", false))
+        .await);
+    c.until("shop auto-approved", |c| {
+        c.phase("shop-debug") == "Approved"
+    })
+    .await;
+    let waiting = c.request("ledger-debug");
+    assert!(
+        matches!(c.phase("ledger-debug").as_str(), "" | "Pending"),
+        "{waiting}"
+    );
+    assert!(
+        waiting["status"]["approvals"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{waiting}"
+    );
 }
 
 #[tokio::test]

@@ -118,7 +118,9 @@ fn suite_reviews() -> Vec<Value> {
         }
     }
     assert!(
-        reviews.iter().any(|r| !r["jit"]["namespace"].is_null()),
+        reviews.iter().any(|r| r["jit"]["namespaces"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())),
         "a case with namespace labels is compared"
     );
     reviews

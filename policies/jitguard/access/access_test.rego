@@ -79,3 +79,10 @@ test_other_requests_are_not_judged_here if {
 	r := testing.create(testing.pod("dev", "p", testing.plain_spec), "pods")
 	count(access.deny) == 0 with input as r
 }
+
+test_a_namespace_labelled_protected_counts_as_protected if {
+	r := testing.labelled(create({"scope": exec_in("team-a")}), "team-a", {"jitguard.dev/protected": "true"})
+	access.deny == {"requests that touch a protected namespace must name a ticket (spec.ticket)"} with input as r
+	count(access.auto_approve) == 0 with input as r
+	count(access.auto_approve) == 1 with input as create({"scope": exec_in("team-a")})
+}

@@ -23,14 +23,12 @@ protected_namespace(ns) if {
 	startswith(ns, prefix)
 }
 
-in_protected_namespace if protected_namespace(input.request.namespace)
+# The API server does not send the labels of a request's namespace; jitguard adds those
+# it knows from its namespace cache as input.jit.namespaces (the request's namespace, and
+# those an AccessRequest's scope names).
+protected_namespace(ns) if input.jit.namespaces[ns].labels[config.protected.label] == "true"
 
-# The API server does not send the labels of a request's namespace; jitguard adds them
-# from its namespace cache as input.jit.namespace (absent when the namespace is unknown).
-in_protected_namespace if {
-	input.jit.namespace.name == input.request.namespace
-	input.jit.namespace.labels[config.protected.label] == "true"
-}
+in_protected_namespace if protected_namespace(input.request.namespace)
 
 protected_namespace_object if {
 	input.request.kind.kind == "Namespace"

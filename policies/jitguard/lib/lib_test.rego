@@ -50,6 +50,6 @@ test_a_namespace_labelled_protected_protects_what_is_inside_it if {
 
 test_labels_of_another_namespace_do_not_count if {
 	r := testing.create(testing.pod("team-a", "web", testing.plain_spec), "pods")
-	other := object.union(r, {"jit": {"namespace": {"name": "team-b", "labels": {"jitguard.dev/protected": "true"}}}})
+	other := testing.labelled(r, "team-b", {"jitguard.dev/protected": "true"})
 	not lib.in_protected_namespace with input as other
 }

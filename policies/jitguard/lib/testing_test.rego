@@ -72,5 +72,7 @@ connect(ns, pod_name, subresource) := review({
 
 namespace(name, labels) := {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
-# A request whose namespace jitguard knows, with these labels (input.jit.namespace).
-in_labelled(r, labels) := object.union(r, {"jit": {"namespace": {"name": r.request.namespace, "labels": labels}}})
+# A request whose namespace jitguard knows, with these labels (input.jit.namespaces).
+in_labelled(r, labels) := labelled(r, r.request.namespace, labels)
+
+labelled(r, ns, labels) := object.union(r, {"jit": {"namespaces": {ns: {"name": ns, "labels": labels}}}})
