@@ -56,6 +56,7 @@ require_grant contains msg if {
 	lib.mutating
 	controlled(input.request.namespace)
 	not lib.exempt
+	not lib.workload_identity
 	count(outside) > 0
 	msg := sprintf("%s outside the change window of namespace %s (%s, %s) needs a just-in-time grant", [
 		lib.describe, input.request.namespace, concat("; ", sort(outside)), params.timezone,

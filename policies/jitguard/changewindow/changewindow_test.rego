@@ -56,3 +56,8 @@ test_reads_and_control_plane_are_not_changes if {
 	c := testing.at(testing.connect("staging", "web-0", "exec"), ns("2026-11-29T10:00:00Z"))
 	count(changewindow.require_grant) == 0 with input as c
 }
+
+test_the_namespaces_own_workloads_keep_working_after_hours if {
+	own := {"username": "system:serviceaccount:staging:web", "groups": ["system:serviceaccounts"]}
+	count(changewindow.require_grant) == 0 with input as testing.as_user(change("staging", "2026-11-24T15:30:00Z"), own)
+}

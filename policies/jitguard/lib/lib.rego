@@ -60,6 +60,16 @@ exempt if {
 	group in config.exempt.groups
 }
 
+# A service account of the request's own namespace: the running workloads themselves
+# (leader-election Leases, ConfigMaps, Events they write). The namespace and change-window
+# guardrails do not ask them for a grant when the data says so; the deny rules (privileged
+# pods, allow-all policies, ...) still apply to them.
+workload_identity if {
+	config.exempt.namespace_service_accounts
+	input.request.namespace != ""
+	startswith(input.request.userInfo.username, sprintf("system:serviceaccount:%s:", [input.request.namespace]))
+}
+
 # The request's time (not time.now_ns()), so that decisions can be replayed.
 now_ns := input.jit.now_ns
 

@@ -14,6 +14,7 @@ require_grant contains msg if {
 	lib.mutating
 	lib.in_protected_namespace
 	not lib.exempt
+	not lib.workload_identity
 	not governed_elsewhere
 	msg := sprintf("%s of %s in protected namespace %s needs a just-in-time grant", [
 		verb[input.request.operation],

@@ -73,3 +73,12 @@ test_removing_the_protection_label_needs_a_grant if {
 	namespaces.require_grant == {"changing protected namespace team-a needs a just-in-time grant"} with input as labelled
 	count(namespaces.require_grant) == 0 with input as r
 }
+
+test_a_namespaces_own_service_accounts_need_no_grant_there if {
+	cm := {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leader", "namespace": "prod"}}
+	own := {"username": "system:serviceaccount:prod:checkout", "groups": ["system:serviceaccounts"]}
+	count(namespaces.require_grant) == 0 with input as testing.as_user(testing.update(cm, "configmaps"), own)
+	other := {"username": "system:serviceaccount:ci:deployer", "groups": ["system:serviceaccounts"]}
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), other)
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), own) with data.jitguard.config.exempt.namespace_service_accounts as false
+}

@@ -53,3 +53,9 @@ test_plain_pods_pass if {
 test_deletes_are_not_checked if {
 	count(workloads.deny) == 0 with input as testing.delete(testing.pod("prod", "p", privileged_spec), "pods")
 }
+
+test_a_namespaces_own_service_accounts_are_still_denied_privileged_pods if {
+	own := {"username": "system:serviceaccount:prod:operator", "groups": ["system:serviceaccounts"]}
+	p := testing.pod("prod", "web", object.union(testing.plain_spec, {"hostNetwork": true}))
+	count(workloads.deny) == 1 with input as testing.as_user(testing.create(p, "pods"), own)
+}
