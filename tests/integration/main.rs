@@ -15,6 +15,7 @@ mod cli;
 mod controller;
 mod grants;
 mod lifecycle;
+mod manifests;
 mod opa;
 mod reload;
 mod watch;

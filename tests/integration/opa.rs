@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::common::{root, run};
+use crate::common::{root, run, suite_reviews};
 
 /// The reference engine: `$JITGUARD_OPA_EVAL`, else `../shared/tools/opa-eval`.
 fn opa_eval() -> PathBuf {
@@ -57,73 +57,6 @@ fn the_shipped_pack_tests_pass_under_jitguard_and_under_opa_alike() {
     let ours = counts(&out);
     assert_eq!(ours, counts(&opa_out), "jitguard: {out}\nOPA: {opa_out}");
     assert!(ours.0 > 20, "{out}");
-}
-
-/// The AdmissionReviews of every case of the shipped suites (policies/suites), each with
-/// the `input.jit` jitguard itself gives it (the case's time, the requester's live grants,
-/// the namespace's labels): the input is taken from jitguard's own review, not rebuilt.
-fn suite_reviews() -> Vec<Value> {
-    let suites = root().join("policies/suites");
-    let policies = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
-        jitguard::policy::PolicySet::load(
-            &root().join("policies"),
-            jitguard::policy::EvalOptions::default(),
-        )
-        .unwrap(),
-    ));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&suites)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    let mut reviews = Vec::new();
-    for file in files {
-        let suite: Value = yaml_serde::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let defaults = &suite["defaults"];
-        for case in suite["cases"].as_array().unwrap() {
-            let field = |name: &str| {
-                if case[name].is_null() {
-                    defaults[name].clone()
-                } else {
-                    case[name].clone()
-                }
-            };
-            let user = field("user").as_str().unwrap_or("verify-user").to_string();
-            let groups: Vec<String> = serde_json::from_value(field("groups"))
-                .unwrap_or_else(|_| vec!["system:authenticated".into()]);
-            let operation = field("operation").as_str().unwrap_or("CREATE").to_string();
-            let at: jiff::Timestamp = field("at").as_str().unwrap().parse().unwrap();
-            let requester = jitguard::manifest::Requester {
-                user,
-                groups,
-                operation: jitguard::admission::Operation::parse(&operation).unwrap(),
-            };
-            let grants = field("grants").as_str().map(|g| suites.join(g));
-            let reviewer =
-                jitguard::review::Reviewer::offline(policies.clone(), grants.as_deref()).unwrap();
-            let mut worker = jitguard::review::Worker::new(reviewer);
-            let path = suites.join(case["file"].as_str().unwrap());
-            for item in jitguard::manifest::load(&[path], &requester).unwrap() {
-                let reviewed = worker
-                    .review(
-                        &item.body,
-                        jitguard::decision::Webhook::Validate,
-                        at,
-                        std::time::Instant::now(),
-                    )
-                    .unwrap();
-                reviews.push(serde_json::to_value(&reviewed.input.review).unwrap());
-            }
-        }
-    }
-    assert!(
-        reviews.iter().any(|r| r["jit"]["namespaces"]
-            .as_object()
-            .is_some_and(|m| !m.is_empty())),
-        "a case with namespace labels is compared"
-    );
-    reviews
 }
 
 /// For every AdmissionReview of the fixtures and of the shipped suites, the findings
