@@ -1,5 +1,6 @@
 //! The command line: a thin layer over the library. One file per subcommand.
 
+mod ceiling;
 mod certs;
 mod dry_run;
 mod jit;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Request, approve and revoke access (also installed as the kubectl plugin
     /// `kubectl-jit`: `kubectl jit request ...`).
     Jit(jit::JitArgs),
+    /// The load harness's reference: TLS and AdmissionReview parsing, no evaluation.
+    #[command(hide = true)]
+    BenchCeiling(ceiling::CeilingArgs),
 }
 
 /// Exit codes shared by the CI-facing commands.
@@ -96,6 +100,13 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Jit(args) => jit::run(&args),
+        Command::BenchCeiling(args) => match ceiling::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jitguard bench-ceiling: {e:#}");
+                ExitCode::from(exit::ERROR)
+            }
+        },
         Command::Crd => match crd_yaml() {
             Ok(yaml) => {
                 emit(&yaml);

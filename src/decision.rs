@@ -10,6 +10,14 @@ use crate::policy::{Enforcement, Evaluation, RuleKind};
 /// Kubernetes shows at most this many characters of a warning without truncating it.
 pub const WARNING_LIMIT: usize = 120;
 
+/// A denial lists at most this many findings and a response carries at most this many
+/// warnings; the rest are counted, not listed (the audit record has them all). An object
+/// with thousands of offending containers must not become a megabyte-long answer.
+pub const LISTED_MAX: usize = 20;
+
+/// One finding in a denial message is cut to this many characters.
+pub const FINDING_LIMIT: usize = 512;
+
 /// Which endpoint asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -239,14 +247,30 @@ pub fn decide(
         }
     }
 
-    let warnings = warnings
+    let all_warnings = warnings.len();
+    let mut warnings: Vec<String> = warnings
         .iter()
+        .take(LISTED_MAX)
         .map(|w| truncate(w, WARNING_LIMIT))
         .collect();
+    if all_warnings > LISTED_MAX {
+        warnings.push(format!(
+            "... and {} more warnings (see the audit record)",
+            all_warnings - LISTED_MAX
+        ));
+    }
     if !denies.is_empty() || grant_denial.is_some() {
         let mut message = String::from("jitguard denied the request:");
-        for line in denies.iter().chain(&needs_grant) {
-            let _ = write!(message, "\n- {line}");
+        let findings = denies.len() + needs_grant.len();
+        for line in denies.iter().chain(&needs_grant).take(LISTED_MAX) {
+            let _ = write!(message, "\n- {}", truncate(line, FINDING_LIMIT));
+        }
+        if findings > LISTED_MAX {
+            let _ = write!(
+                message,
+                "\n... and {} more findings (see the audit record)",
+                findings - LISTED_MAX
+            );
         }
         // A grant cannot lift a deny: only point at one when it is all that is missing.
         if !denies.is_empty() {
@@ -464,6 +488,37 @@ mod tests {
             d.message
         );
         assert_eq!(d.warnings, vec!["w"]);
+    }
+
+    #[test]
+    fn thousands_of_findings_are_counted_not_listed() {
+        let long = "x".repeat(5_000);
+        let many: Vec<(RuleKind, &str)> = (0..3_000)
+            .map(|i| {
+                (
+                    if i % 2 == 0 {
+                        RuleKind::Deny
+                    } else {
+                        RuleKind::Warn
+                    },
+                    long.as_str(),
+                )
+            })
+            .collect();
+        let d = run(vec![pkg("a", &many)], &not_covered());
+        assert!(!d.allowed);
+        assert!(d.message.len() < 12_000, "{} bytes", d.message.len());
+        assert!(
+            d.message
+                .ends_with("... and 1480 more findings (see the audit record)"),
+            "{}",
+            &d.message[d.message.len() - 80..]
+        );
+        assert_eq!(d.warnings.len(), LISTED_MAX + 1);
+        assert_eq!(
+            d.warnings[LISTED_MAX],
+            "... and 1480 more warnings (see the audit record)"
+        );
     }
 
     #[test]

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The load harness: one command, on a fresh machine.
+#
+#   bash benches/load.sh                      # 15 s per run; DURATION=60s for longer runs
+#
+# Builds release, starts `jitguard serve` over TLS with the shipped policy pack and a
+# 10 000-grant file, and drives it with oha (installed from crates.io into target/tools
+# if missing) at 16 and 64 keep-alive connections on loopback. In the same run it measures
+# two references on the same inputs, so that the figures are ratios that hold on a noisy
+# machine:
+#   - the ceiling: `jitguard bench-ceiling`, the same binary, TLS stack, allocator and
+#     certificate type, parsing the AdmissionReview and answering allowed;
+#   - the reference engine: OPA's Go evaluator (../shared/tools/opa-eval) on the same
+#     policies and input, against jitguard's own evaluation of them.
+# Prints requests/s, p50/p99/p99.9, errors and RSS, and writes everything to target/load/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/target/load
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-"16 64"}
+BODY=${BODY:-tests/fixtures/admission/pod-create-prod.json}
+GRANTS=${GRANTS:-10000}
+OPA_EVAL=${JITGUARD_OPA_EVAL:-../shared/tools/opa-eval}
+mkdir -p "$OUT"
+
+echo "== build (release)"
+cargo build --release --quiet --bin jitguard
+BIN=$ROOT/target/release/jitguard
+
+OHA=$(command -v oha || true)
+if [ -z "$OHA" ]; then
+  OHA=$ROOT/target/tools/oha/bin/oha
+  if [ ! -x "$OHA" ]; then
+    echo "== installing oha (crates.io) into target/tools/oha"
+    cargo install --quiet --locked --root "$ROOT/target/tools/oha" oha@1.12.0
+  fi
+fi
+
+echo "== certificate, $GRANTS-grant file"
+"$BIN" certs --out "$OUT/certs" >/dev/null
+python3 - "$GRANTS" > "$OUT/grants.yaml" <<'PY'
+import sys, datetime
+n = int(sys.argv[1])
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+start = (now - datetime.timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+end = (now + datetime.timedelta(hours=8)).isoformat().replace("+00:00", "Z")
+for i in range(n):
+    print(f"""apiVersion: jitguard.dev/v1alpha1
+kind: AccessRequest
+metadata: {{name: load-{i}}}
+spec:
+  requester: user-{i}@example.com
+  scope: [{{operations: [CREATE, UPDATE], apiGroups: [""], resources: [pods], namespaces: [team-{i % 100}]}}]
+  reason: load test
+  duration: 8h
+status: {{phase: Approved, approvedAt: "{start}", expiresAt: "{end}"}}
+---""")
+PY
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_ready() { # URL
+  for _ in $(seq 1 200); do
+    if curl -fsk -o /dev/null "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "not ready: $1" >&2; return 1
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# oha's JSON summary → one line: rps p50 p99 p99.9 (ms) errors
+drive() { # NAME URL CONNECTIONS
+  local json=$OUT/$1-c$3.json
+  "$OHA" --no-tui --output-format json -z "$DURATION" -c "$3" --insecure -m POST \
+    -H 'Content-Type: application/json' -D "$BODY" "$2" > "$json"
+  python3 - "$json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["summary"]; p = d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+errors = sum(d.get("errorDistribution", {}).values()) + sum(v for k, v in codes.items() if k != "200")
+ms = lambda x: (x or 0) * 1000
+print(f'{s["requestsPerSec"]:.0f} {ms(p.get("p50")):.2f} {ms(p.get("p99")):.2f} {ms(p.get("p99.9")):.2f} {errors}')
+PY
+}
+
+echo "== jitguard serve"
+"$BIN" serve --addr 127.0.0.1:18443 --metrics-addr 127.0.0.1:19090 --policies policies \
+  --grants "$OUT/grants.yaml" --tls-cert "$OUT/certs/tls.crt" --tls-key "$OUT/certs/tls.key" \
+  --log warn > "$OUT/serve.log" 2>&1 &
+SERVE=$!; PIDS+=("$SERVE")
+wait_ready http://127.0.0.1:19090/readyz
+sleep 1
+IDLE_RSS=$(rss_kib "$SERVE")
+
+echo "== ceiling"
+"$BIN" bench-ceiling --addr 127.0.0.1:18444 --tls-cert "$OUT/certs/tls.crt" \
+  --tls-key "$OUT/certs/tls.key" > "$OUT/ceiling.log" 2>&1 &
+CEILING=$!; PIDS+=("$CEILING")
+sleep 0.5
+
+declare -A R
+for c in $CONNECTIONS; do
+  echo "-- $c connections, $DURATION each"
+  R[ceiling-$c]=$(drive ceiling https://127.0.0.1:18444/validate "$c")
+  R[serve-$c]=$(drive serve https://127.0.0.1:18443/validate "$c")
+done
+PEAK_RSS=$(hwm_kib "$SERVE")
+
+# Full handshakes: one new connection per request, no resumption (as the API server).
+HS_REQUESTS=2000
+CPU0=$(awk '{print $14+$15}' "/proc/$SERVE/stat")
+"$OHA" --no-tui --output-format json -n "$HS_REQUESTS" -c 4 --insecure --disable-keepalive -m POST \
+  -H 'Content-Type: application/json' -D tests/fixtures/admission/pod-create-dev.json \
+  https://127.0.0.1:18443/validate > "$OUT/handshakes.json"
+CPU1=$(awk '{print $14+$15}' "/proc/$SERVE/stat")
+TICKS=$(getconf CLK_TCK)
+
+echo "== evaluation: jitguard vs the OPA Go engine, same policies and input"
+rm -rf "$OUT/inputs" && mkdir -p "$OUT/inputs"
+N=500
+for i in $(seq 1 $N); do cp "$BODY" "$OUT/inputs/r$i.json"; done
+t() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
+J1=$(t "$BIN" dry-run -f "$OUT/inputs/r1.json" --policies policies)
+JN=$(t "$BIN" dry-run -f "$OUT/inputs" --policies policies)
+OPA_LINE="not measured: $OPA_EVAL is missing"
+if [ -x "$OPA_EVAL" ]; then
+  O1=$(t "$OPA_EVAL" batch -p policies -q jitguard "$OUT/inputs/r1.json")
+  ON=$(t "$OPA_EVAL" batch -p policies -q jitguard "$OUT"/inputs/r*.json)
+  OPA_US=$(( (ON - O1) / (N - 1) ))
+  OPA_LINE="$OPA_US µs per input"
+fi
+JIT_US=$(( (JN - J1) / (N - 1) ))
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load generator on the same machine"
+echo "body: $BODY; grants cached: $GRANTS; duration per run: $DURATION"
+printf '%-10s %5s %10s %9s %9s %9s %7s %s\n' server conns req/s p50_ms p99_ms p99.9_ms errors "of ceiling"
+for c in $CONNECTIONS; do
+  read -r crps c50 c99 c999 cerr <<< "${R[ceiling-$c]}"
+  read -r srps s50 s99 s999 serr <<< "${R[serve-$c]}"
+  printf '%-10s %5s %10s %9s %9s %9s %7s\n' ceiling "$c" "$crps" "$c50" "$c99" "$c999" "$cerr"
+  printf '%-10s %5s %10s %9s %9s %9s %7s %s%%\n' serve "$c" "$srps" "$s50" "$s99" "$s999" "$serr" "$(( srps * 100 / (crps > 0 ? crps : 1) ))"
+done
+echo "serve RSS: idle $(( IDLE_RSS / 1024 )) MiB with the pack and $GRANTS grants loaded; peak $(( PEAK_RSS / 1024 )) MiB"
+echo "full TLS handshakes (no resumption): $(( (CPU1 - CPU0) * 1000000 / TICKS / HS_REQUESTS )) µs of server CPU per new connection + request"
+echo "evaluation per input (dry-run of $N copies, parse + grants + evaluation + answer): jitguard $JIT_US µs; OPA Go engine (batch, evaluation + bindings) $OPA_LINE"
