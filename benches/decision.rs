@@ -1,8 +1,9 @@
 //! One admission decision through the same code the server's workers run: parse the
 //! AdmissionReview, look up the requester's grants, evaluate the shipped policy pack,
-//! decide, encode the answer. `cargo bench --bench decision`.
+//! decide (and on /mutate generate the patch), encode the answer; then evaluation alone
+//! against the input's size, and the phases. `cargo bench --bench decision`.
 
-#![allow(clippy::expect_used)] // a bench that cannot set up should stop loudly
+#![allow(clippy::expect_used, clippy::indexing_slicing)] // a bench that cannot set up should stop loudly
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use jitguard::admission::Operation;
 use jitguard::audit::Audit;
 use jitguard::decision::{Options, Webhook};
 use jitguard::grant::GrantStore;
@@ -20,29 +22,105 @@ use jitguard::metrics::Metrics;
 use jitguard::policy::{EvalOptions, PolicySet};
 use jitguard::review::{Reviewer, Worker};
 
-fn worker() -> Worker {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let set = PolicySet::load(
-        std::path::Path::new(&format!("{root}/policies")),
+/// A grant for alice to create pods in prod, live around [`NOW`]: the mutating case
+/// patches what it creates with the grant's label.
+const GRANT: &str = "apiVersion: jitguard.dev/v1alpha1
+kind: AccessRequest
+metadata: {name: alice-pods-prod, uid: 5d6e}
+spec:
+  requester: alice@example.com
+  scope: [{operations: [CREATE], apiGroups: [\"\"], resources: [pods], namespaces: [prod]}]
+  reason: bench
+  duration: 2h
+status: {phase: Approved, approvedAt: \"2026-01-01T11:00:00Z\", expiresAt: \"2026-01-01T13:00:00Z\"}
+";
+
+/// The decisions' time: inside the grant above, on a Thursday at 13:00 in Berlin.
+fn now() -> jiff::Timestamp {
+    "2026-01-01T12:00:00Z".parse().expect("a time")
+}
+
+fn shipped_pack() -> PolicySet {
+    PolicySet::load(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
         EvalOptions::default(),
     )
-    .expect("the shipped policies compile");
-    let grants = GrantStore::empty_synced();
-    grants.replace(
-        jitguard::grant::watch::load_file(std::path::Path::new(&format!(
-            "{root}/manifests/dev/grants.yaml"
-        )))
-        .expect("the dev grants load"),
+    .expect("the shipped policies compile")
+}
+
+fn worker() -> Worker {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let set = shipped_pack();
+    let mut grants = jitguard::grant::file::read(std::path::Path::new(&format!(
+        "{root}/manifests/dev/grants.yaml"
+    )))
+    .expect("the dev grants load")
+    .grants;
+    grants.extend(
+        jitguard::grant::file::parse(GRANT, std::path::Path::new("bench"))
+            .expect("the bench grant parses")
+            .grants,
     );
+    let store = GrantStore::empty_synced();
+    store.replace(jitguard::grant::GrantIndex::from_resources(&grants));
     Worker::new(Reviewer {
         policies: Arc::new(ArcSwap::from_pointee(set)),
-        grants,
+        grants: store,
         namespaces: Default::default(),
         options: Options::default(),
         audit: Audit::disabled(),
         metrics: Metrics::new().expect("metrics"),
         controller: jitguard::review::DEFAULT_CONTROLLER.into(),
     })
+}
+
+/// An AdmissionReview for a suite manifest, as `dry-run` builds it.
+fn manifest(file: &str, user: &str, groups: &[&str], operation: Operation) -> Vec<u8> {
+    let requester = jitguard::manifest::Requester {
+        user: user.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        operation,
+    };
+    let path = std::path::PathBuf::from(format!(
+        "{}/policies/suites/manifests/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    jitguard::manifest::load(&[path], &requester)
+        .expect("the manifest loads")
+        .remove(0)
+        .body
+}
+
+/// A team lead approving alice's pending AccessRequest (an UPDATE of its status, as
+/// `kubectl jit approve` sends it).
+fn approval() -> Vec<u8> {
+    let old = serde_json::json!({
+        "apiVersion": "jitguard.dev/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "alice-dev-exec", "uid": "9f1c", "generation": 1,
+                     "creationTimestamp": "2026-01-01T11:55:00Z"},
+        "spec": {"requester": "alice@example.com", "requesterGroups": ["developers"],
+                 "scope": [{"operations": ["CONNECT"], "apiGroups": [""], "resources": ["pods/exec"], "namespaces": ["dev"]}],
+                 "reason": "debugging", "duration": "30m"},
+    });
+    let mut new = old.clone();
+    new["status"] = serde_json::json!({"approvals": [{
+        "approver": "lead@example.com", "decision": "Approve", "at": "2026-01-01T12:00:00Z",
+        "uid": "9f1c", "generation": 1,
+    }]});
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "bench-approval",
+            "kind": {"group": "jitguard.dev", "version": "v1alpha1", "kind": "AccessRequest"},
+            "resource": {"group": "jitguard.dev", "version": "v1alpha1", "resource": "accessrequests"},
+            "subResource": "status",
+            "name": "alice-dev-exec",
+            "operation": "UPDATE",
+            "userInfo": {"username": "lead@example.com", "groups": ["team-leads", "system:authenticated"]},
+            "object": new, "oldObject": old, "dryRun": false,
+        },
+    }))
+    .expect("encodes")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -55,20 +133,64 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn decision(c: &mut Criterion) {
     let mut worker = worker();
-    let now = jiff::Timestamp::now();
+    let now = now();
+    let alice = (
+        "alice@example.com",
+        &["developers", "system:authenticated"][..],
+    );
+    let cases: Vec<(&str, Vec<u8>, Webhook)> = vec![
+        (
+            "pod-create-dev",
+            fixture("pod-create-dev"),
+            Webhook::Validate,
+        ),
+        (
+            "pod-create-prod",
+            fixture("pod-create-prod"),
+            Webhook::Validate,
+        ),
+        (
+            "pod-update-prod",
+            fixture("pod-update-prod"),
+            Webhook::Validate,
+        ),
+        (
+            "ingress-update-prod",
+            manifest("ingress-prod.yaml", alice.0, alice.1, Operation::Update),
+            Webhook::Validate,
+        ),
+        (
+            "pods-exec-connect-prod",
+            fixture("pod-exec-prod-bob"),
+            Webhook::Validate,
+        ),
+        ("accessrequest-approval", approval(), Webhook::Mutate),
+        // Covered by a grant on /mutate: the provenance patch is generated.
+        (
+            "pod-create-prod-patched",
+            fixture("pod-create-prod"),
+            Webhook::Mutate,
+        ),
+    ];
     let mut group = c.benchmark_group("decision");
-    for name in [
-        "pod-create-dev",
-        "pod-create-prod",
-        "pod-exec-prod-bob",
-        "pod-update-prod",
-    ] {
-        let body = fixture(name);
+    for (name, body, webhook) in &cases {
+        let reviewed = worker
+            .review(body, *webhook, now, Instant::now())
+            .expect("decided");
+        if *name == "pod-create-prod-patched" {
+            assert!(
+                !reviewed.decision.patch.is_empty(),
+                "the grant patch is generated"
+            );
+        }
+        if *name == "accessrequest-approval" {
+            assert!(reviewed.decision.allowed, "{}", reviewed.decision.message);
+        }
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(name), &body, |b, body| {
+        group.bench_with_input(BenchmarkId::from_parameter(name), body, |b, body| {
             b.iter(|| {
                 worker
-                    .review(body, Webhook::Validate, now, Instant::now())
+                    .review(body, *webhook, now, Instant::now())
                     .expect("decided")
             })
         });
@@ -76,19 +198,33 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, phases);
+/// Evaluation alone, against the size of the object: a pod with 1 to 1000 containers.
+fn input_size(c: &mut Criterion) {
+    let mut engine = Arc::new(shipped_pack()).engine();
+    let base: serde_json::Value =
+        serde_json::from_slice(&fixture("pod-create-prod")).expect("a fixture");
+    let mut group = c.benchmark_group("evaluate_by_containers");
+    for n in [1usize, 10, 100, 1000] {
+        let mut review = base.clone();
+        review["request"]["object"]["spec"]["containers"] = (0..n)
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "registry.example.com/app:1"}))
+            .collect();
+        review["jit"] = serde_json::json!({"now_ns": 1_767_268_800_000_000_000_i64, "grants": []});
+        let text = review.to_string();
+        let input = regorus::Value::from_json_str(&text).expect("parses");
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+            b.iter(|| engine.evaluate(input))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decision, input_size, phases);
 criterion_main!(benches);
 
 fn phases(c: &mut Criterion) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let set = Arc::new(
-        PolicySet::load(
-            std::path::Path::new(&format!("{root}/policies")),
-            EvalOptions::default(),
-        )
-        .expect("the shipped policies compile"),
-    );
-    let mut engine = set.engine();
+    let mut engine = Arc::new(shipped_pack()).engine();
     let body = fixture("pod-create-prod");
     let mut group = c.benchmark_group("phase");
     group.bench_function("parse", |b| {

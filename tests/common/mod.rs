@@ -93,6 +93,9 @@ impl Server {
     }
 
     pub fn with(options: Options) -> Self {
+        // Any test may build a reqwest client next (even for plain HTTP); it needs the
+        // process's rustls provider whichever test runs first.
+        jitguard::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         match options.policies {

@@ -97,6 +97,57 @@ async fn sigterm_fails_readiness_first_finishes_in_flight_requests_and_exits() {
     assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
 }
 
+/// Under load, as in a cluster: SIGTERM fails readiness, the load balancer (here the load
+/// itself, watching /readyz) stops sending, and every request sent until then is answered.
+#[tokio::test]
+async fn sigterm_under_load_answers_every_request_sent_before_readiness_failed() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut server = Server::with(Options {
+        args: vec!["--shutdown-delay".into(), "1s".into()],
+        ..Options::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for _ in 0..6 {
+        let (client, url) = (server.client(), server.url("/validate"));
+        let (stop, ok) = (stop.clone(), ok.clone());
+        load.push(tokio::spawn(async move {
+            let body = review("pod-create-dev");
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures.push(format!("status {}", r.status())),
+                    Err(e) => failures.push(format!("{e:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = ok.load(Ordering::Relaxed);
+    server.signal("TERM");
+    for _ in 0..50 {
+        let r = reqwest::get(server.ops_url("/readyz")).await.unwrap();
+        if r.status() == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        let failures = task.await.unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    assert!(before > 10, "the load ran: {before} requests");
+    assert!(ok.load(Ordering::Relaxed) >= before);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
 #[tokio::test]
 async fn overload_gets_fast_503s_instead_of_timeouts() {
     let server = Server::with(Options {
