@@ -215,9 +215,25 @@ async fn a_runaway_policy_is_cut_off_by_the_evaluation_budget() {
             .contains("time budget"),
         "{r}"
     );
-    // And the server keeps deciding other requests.
+    // And the server keeps deciding other requests, also while runaways are running.
     let r = server.decide("/validate", &review("pod-create-dev")).await;
     assert_eq!(r["allowed"], true);
+    let started = std::time::Instant::now();
+    let slow = with_label(review("pod-create-dev"), "slow", "true");
+    let plain = review("pod-create-dev");
+    let (runaway, normal) = tokio::join!(
+        futures::future::join_all((0..3).map(|_| server.decide("/validate", &slow))),
+        futures::future::join_all((0..10).map(|_| server.decide("/validate", &plain))),
+    );
+    for r in runaway {
+        assert_eq!(r["allowed"], false, "{r}");
+    }
+    for r in normal {
+        assert_eq!(r["allowed"], true, "{r}");
+    }
+    // Bounded by the budget (50 ms each), not by the policy: a generous bound, not a
+    // speed measurement.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
 #[tokio::test]
