@@ -270,3 +270,45 @@ async fn with_a_client_ca_only_clients_with_a_certificate_get_in() {
         200
     );
 }
+
+/// The policies ConfigMap as the kubelet mounts it: files under a timestamped folder,
+/// `..data` pointing at it, the top-level entries symlinks through `..data`. An update
+/// is a new folder and an atomic rename of `..data`; jitguard picks it up.
+#[tokio::test]
+async fn a_configmap_volume_update_by_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let server = Server::with(Options {
+        policies: None,
+        ..Options::default()
+    });
+    let root = server.policies();
+    let version = |n: u32| root.join(format!("..2026_11_23_00_00_0{n}.000"));
+    std::fs::create_dir_all(version(1)).unwrap();
+    std::fs::rename(root.join("jitguard"), version(1).join("jitguard")).unwrap();
+    symlink(version(1).file_name().unwrap(), root.join("..data")).unwrap();
+    symlink("..data/jitguard", root.join("jitguard")).unwrap();
+
+    let mut pod = review("pod-create-dev");
+    pod["request"]["namespace"] = "team-a".into();
+    pod["request"]["object"]["metadata"]["namespace"] = "team-a".into();
+    assert_eq!(server.decide_until(&pod, true).await["allowed"], true);
+
+    // The next version protects team-a.
+    common::copy_dir(&version(1), &version(2));
+    let config = version(2).join("jitguard/config/data.yaml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "namespaces: [prod, production, payments]",
+        "namespaces: [prod, production, payments, team-a]",
+    );
+    std::fs::write(&config, text).unwrap();
+    symlink(version(2).file_name().unwrap(), root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(version(1)).unwrap();
+
+    let answer = server.decide_until(&pod, false).await;
+    assert_eq!(answer["allowed"], false, "{}", server.logs().join("\n"));
+    assert!(answer["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("protected namespace team-a"));
+}
