@@ -35,13 +35,6 @@ impl Namespaces {
         self.synced.store(true, Ordering::Release);
     }
 
-    /// Without a cluster there is nothing to wait for: no namespace is labelled.
-    pub fn synced_empty() -> Self {
-        let store = Self::default();
-        store.replace([]);
-        store
-    }
-
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
@@ -94,9 +87,7 @@ impl Namespaces {
             }
         }
     }
-}
 
-impl Namespaces {
     /// `input.jit.namespaces`: name → `{"name", "labels"}` for each of `names` that is
     /// known (a request's namespace; the namespaces an AccessRequest's scope names).
     pub fn known<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Value {
