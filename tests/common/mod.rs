@@ -39,6 +39,13 @@ pub fn with_label(mut review: Value, key: &str, value: &str) -> Value {
     review
 }
 
+/// The same request in namespace `ns` (its object too).
+pub fn in_namespace(mut review: Value, ns: &str) -> Value {
+    review["request"]["namespace"] = Value::from(ns);
+    review["request"]["object"]["metadata"]["namespace"] = Value::from(ns);
+    review
+}
+
 pub fn with_user(mut review: Value, user: &str, groups: &[&str]) -> Value {
     review["request"]["userInfo"] = serde_json::json!({"username": user, "groups": groups});
     review

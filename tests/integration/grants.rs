@@ -7,7 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 use crate::common::{
-    apply_patch, grant, grants_yaml, review, scope, with_label, with_user, Options, Server,
+    apply_patch, grant, grants_yaml, in_namespace, review, scope, with_label, with_user, Options,
+    Server,
 };
 
 fn ago(minutes: i64) -> Timestamp {
@@ -339,10 +340,7 @@ fn namespace_yaml(name: &str, protected: bool) -> String {
 
 /// A pod created in `team-a` (not in the pack's list of protected namespaces).
 fn pod_in_team_a() -> Value {
-    let mut r = review("pod-create-dev");
-    r["request"]["namespace"] = Value::from("team-a");
-    r["request"]["object"]["metadata"]["namespace"] = Value::from("team-a");
-    r
+    in_namespace(review("pod-create-dev"), "team-a")
 }
 
 #[tokio::test]

@@ -253,18 +253,34 @@ fn base_documents(file: &str) -> Vec<Value> {
     documents(&std::fs::read_to_string(root().join("manifests/base").join(file)).unwrap())
 }
 
+/// The object of `kind` in a file of manifests/base, typed.
+fn base_object<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> T {
+    let doc = base_documents(file)
+        .into_iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in manifests/base/{file}"));
+    serde_json::from_value(doc).unwrap()
+}
+
 fn webhooks() -> (ValidatingWebhookConfiguration, MutatingWebhookConfiguration) {
-    let docs = base_documents("webhooks.yaml");
-    let validating = docs
-        .iter()
-        .find(|d| d["kind"] == "ValidatingWebhookConfiguration");
-    let mutating = docs
-        .iter()
-        .find(|d| d["kind"] == "MutatingWebhookConfiguration");
     (
-        serde_json::from_value(validating.unwrap().clone()).unwrap(),
-        serde_json::from_value(mutating.unwrap().clone()).unwrap(),
+        base_object("webhooks.yaml", "ValidatingWebhookConfiguration"),
+        base_object("webhooks.yaml", "MutatingWebhookConfiguration"),
     )
+}
+
+/// The entries of `wanted` that `have` lacks, each as the line to add (`line(key, value)`).
+fn missing_lines(
+    wanted: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+    line: impl Fn(&str, &str) -> String,
+) -> String {
+    wanted
+        .iter()
+        .filter(|(k, _)| !have.contains_key(*k))
+        .map(|(k, v)| line(k, v))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Whether a webhook rule sends this request (the API server's matching: operation,
@@ -493,28 +509,17 @@ fn the_policies_configmap_and_its_volume_hold_every_served_policy_file() {
         })
         .collect();
     let wanted: BTreeMap<String, String> = served.iter().map(|p| (key(p), p.clone())).collect();
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|(k, _)| !listed.contains_key(*k))
-        .map(|(k, v)| format!("      - {k}={v}"))
-        .collect();
+    let missing = missing_lines(&wanted, &listed, |k, v| format!("      - {k}={v}"));
     assert!(
         missing.is_empty(),
-        "policies/kustomization.yaml misses served policy files; add:\n{}",
-        missing.join("\n")
+        "policies/kustomization.yaml misses served policy files; add:\n{missing}"
     );
     assert_eq!(
         listed, wanted,
         "policies/kustomization.yaml lists files that are not served"
     );
 
-    let deployment: Deployment = serde_json::from_value(
-        base_documents("deployment.yaml")
-            .into_iter()
-            .find(|d| d["kind"] == "Deployment")
-            .unwrap(),
-    )
-    .unwrap();
+    let deployment: Deployment = base_object("deployment.yaml", "Deployment");
     let spec = deployment.spec.unwrap().template.spec.unwrap();
     let volume = spec
         .volumes
@@ -530,15 +535,12 @@ fn the_policies_configmap_and_its_volume_hold_every_served_policy_file() {
         .into_iter()
         .map(|i| (i.key, i.path))
         .collect();
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|(k, _)| !items.contains_key(*k))
-        .map(|(k, v)| format!("                - {{key: {k}, path: {v}}}"))
-        .collect();
+    let missing = missing_lines(&wanted, &items, |k, v| {
+        format!("                - {{key: {k}, path: {v}}}")
+    });
     assert!(
         missing.is_empty(),
-        "the policies volume in manifests/base/deployment.yaml misses items; add:\n{}",
-        missing.join("\n")
+        "the policies volume in manifests/base/deployment.yaml misses items; add:\n{missing}"
     );
     assert_eq!(
         items, wanted,
@@ -550,21 +552,8 @@ fn the_policies_configmap_and_its_volume_hold_every_served_policy_file() {
 /// took clusters down).
 #[test]
 fn the_deployment_is_spread_budgeted_and_locked_down() {
-    let docs = base_documents("deployment.yaml");
-    let deployment: Deployment = serde_json::from_value(
-        docs.iter()
-            .find(|d| d["kind"] == "Deployment")
-            .unwrap()
-            .clone(),
-    )
-    .unwrap();
-    let pdb: PodDisruptionBudget = serde_json::from_value(
-        docs.iter()
-            .find(|d| d["kind"] == "PodDisruptionBudget")
-            .unwrap()
-            .clone(),
-    )
-    .unwrap();
+    let deployment: Deployment = base_object("deployment.yaml", "Deployment");
+    let pdb: PodDisruptionBudget = base_object("deployment.yaml", "PodDisruptionBudget");
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(3));
     assert_eq!(
@@ -633,13 +622,7 @@ fn rbac_bind_is_limited_to_the_roles_the_access_policy_may_bind() {
         serde_json::from_value(access["settings"]["bindable_roles"]["ClusterRole"].clone())
             .unwrap();
     bindable.sort();
-    let role: ClusterRole = serde_json::from_value(
-        base_documents("rbac.yaml")
-            .into_iter()
-            .find(|d| d["kind"] == "ClusterRole")
-            .unwrap(),
-    )
-    .unwrap();
+    let role: ClusterRole = base_object("rbac.yaml", "ClusterRole");
     let rules = role.rules.unwrap();
     let bind: Vec<_> = rules
         .iter()

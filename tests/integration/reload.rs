@@ -288,9 +288,7 @@ async fn a_configmap_volume_update_by_symlink_swap_is_reloaded() {
     symlink(version(1).file_name().unwrap(), root.join("..data")).unwrap();
     symlink("..data/jitguard", root.join("jitguard")).unwrap();
 
-    let mut pod = review("pod-create-dev");
-    pod["request"]["namespace"] = "team-a".into();
-    pod["request"]["object"]["metadata"]["namespace"] = "team-a".into();
+    let pod = common::in_namespace(review("pod-create-dev"), "team-a");
     assert_eq!(server.decide_until(&pod, true).await["allowed"], true);
 
     // The next version protects team-a.

@@ -219,9 +219,7 @@ async fn namespace_labels_are_watched_and_protect_the_objects_inside() {
         args: vec!["--controller=false".into()],
         ..Options::default()
     });
-    let mut pod = review("pod-create-dev");
-    pod["request"]["namespace"] = Value::from("team-a");
-    pod["request"]["object"]["metadata"]["namespace"] = Value::from("team-a");
+    let pod = crate::common::in_namespace(review("pod-create-dev"), "team-a");
     let denied = server.decide_until(&pod, false).await;
     assert_eq!(denied["allowed"], false, "{}", server.logs().join("\n"));
     assert!(denied["status"]["message"]
