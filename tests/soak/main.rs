@@ -5,7 +5,7 @@
 //!
 //! A test binary of its own, so that cargo runs it after the other tests and its load
 //! does not slow them down. `JITGUARD_SOAK_SECS` sets its length: 120 by default (CI's
-//! short form); 600 for the long one.
+//! short form, 30 at the least); 600 for the long one.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -109,7 +109,9 @@ async fn steady_load_while_policies_certificates_and_grants_change() {
     let secs: u64 = std::env::var("JITGUARD_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(120)
+        // Shorter runs see no good policy reload (every 10 s) and no settled RSS.
+        .max(30);
     let server = Server::with(Options {
         policies: None,
         // Audit records off: the test would keep every line in memory.
@@ -223,7 +225,8 @@ async fn steady_load_while_policies_certificates_and_grants_change() {
         count("jitguard_policy_reloads_total{result=\"error\"}") >= 1.0,
         "{metrics}"
     );
-    if secs >= 30 {
+    if secs >= 40 {
+        // Rotated at 30 s: a run that ends there may not have seen it yet.
         assert!(
             count("jitguard_tls_reloads_total{result=\"success\"}") >= 1.0,
             "{metrics}"
