@@ -44,6 +44,9 @@ pub struct DryRunArgs {
     /// Which webhook to simulate: `mutate` also shows the patch.
     #[arg(long, value_enum, default_value_t = WebhookArg::Validate)]
     pub webhook: WebhookArg,
+    /// `input` prints, one JSON document per line, the exact input the policies saw
+    /// (the AdmissionReview with `jit`: time, live grants, namespace labels), to replay
+    /// a decision under `opa eval --input` or a Rego debugger.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// For each finding, show the package and rule that produced it; also the grant
@@ -56,6 +59,7 @@ pub struct DryRunArgs {
 pub enum Output {
     Text,
     Json,
+    Input,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -118,6 +122,16 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
 fn render(args: &DryRunArgs, results: &Results) -> String {
     let mut out = String::new();
     match args.output {
+        Output::Input => {
+            for (_, r) in results {
+                // A regorus value read from JSON always serialises back.
+                w!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&r.input.review).unwrap_or_default()
+                );
+            }
+        }
         Output::Json => {
             let items: Vec<_> = results
                 .iter()

@@ -144,3 +144,83 @@ fn decisions_on_every_fixture_and_suite_case_equal_the_reference_engines() {
     }
     assert!(compared >= 100, "only {compared} comparisons");
 }
+
+/// `dry-run -o input` prints the input exactly as policies saw it, `jit` included, so a
+/// decision can be replayed under OPA: the findings match, including the change window
+/// (which reads `input.jit.now_ns`).
+#[test]
+fn dry_run_input_output_replays_the_same_decision_under_opa() {
+    let dir = tempfile::tempdir().unwrap();
+    let review = root().join("tests/fixtures/admission/pod-create-prod.json");
+    // A Saturday: the change window adds its finding to the namespace one.
+    let at = "2026-11-21T12:00:00Z";
+    let (code, out, err) = run(&[
+        "dry-run",
+        "-f",
+        review.to_str().unwrap(),
+        "--at",
+        at,
+        "-o",
+        "input",
+    ]);
+    // The exit code still says the request is denied.
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let input: Value = serde_json::from_str(out.trim()).unwrap();
+    let at_ns = at.parse::<jiff::Timestamp>().unwrap().as_nanosecond();
+    assert_eq!(input["jit"]["now_ns"].as_i64().map(i128::from), Some(at_ns));
+    assert_eq!(input["jit"]["grants"], json!([]));
+    assert_eq!(input["request"]["name"], "web");
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, out.trim()).unwrap();
+
+    let (code, explained, err) = run(&[
+        "dry-run",
+        "-f",
+        review.to_str().unwrap(),
+        "--at",
+        at,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{explained}{err}");
+    let ours: Value = serde_json::from_str(&explained).unwrap();
+    let mut ours: Vec<String> = ours[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["package"].as_str().unwrap(),
+                f["msg"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        ours.iter().any(|f| f.starts_with("jitguard.changewindow ")),
+        "{ours:?}"
+    );
+
+    let (code, out, err) = opa(&[
+        "batch",
+        "-p",
+        "policies",
+        "-q",
+        "jitguard",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "OPA: {err}");
+    let result: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let mut theirs = Vec::new();
+    for (package, rules) in result["result"].as_object().unwrap() {
+        for rule in ["deny", "violation", "require_grant", "warn"] {
+            for msg in rules[rule].as_array().into_iter().flatten() {
+                theirs.push(format!("jitguard.{package} {}", msg.as_str().unwrap()));
+            }
+        }
+    }
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+}
