@@ -8,6 +8,12 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any thread exists: the environment is only safe to change now.
+    if let Some((key, value)) =
+        jitguard::library_backtraces_off(std::env::var_os("RUST_LIB_BACKTRACE").as_deref())
+    {
+        std::env::set_var(key, value);
+    }
     jitguard::install_crypto_provider();
     jitguard::cli::main()
 }
