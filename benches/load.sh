@@ -12,6 +12,9 @@
 #     certificate type, parsing the AdmissionReview and answering allowed;
 #   - the reference engine: OPA's Go evaluator (../shared/tools/opa-eval) on the same
 #     policies and input, against jitguard's own evaluation of them.
+# Then it sweeps the offered load (open loop, oha -q with latency correction) from 10% to
+# 125% of the measured maximum and plots latency percentiles against it
+# (target/load/latency.svg, drawn by benches/plot_latency.py).
 # Prints requests/s, p50/p99/p99.9, errors and RSS, and writes everything to target/load/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,11 +77,13 @@ wait_ready() { # URL PID LOG
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-# oha's JSON summary → one line: rps p50 p99 p99.9 (ms) errors
-drive() { # NAME URL CONNECTIONS
-  local json=$OUT/$1-c$3.json
-  "$OHA" --no-tui --output-format json -z "$DURATION" -c "$3" --insecure -m POST \
-    -H 'Content-Type: application/json' -D "$BODY" "$2" > "$json"
+# oha's JSON summary → one line: rps p50 p99 p99.9 (ms) errors 503s
+drive() { # NAME URL CONNECTIONS [oha options...]
+  local name=$1 url=$2 conns=$3
+  shift 3
+  local json=$OUT/$name-c$conns.json
+  "$OHA" --no-tui --output-format json -z "${RUN_DURATION:-$DURATION}" -c "$conns" --insecure -m POST \
+    -H 'Content-Type: application/json' -D "$BODY" "$@" "$url" > "$json"
   python3 - "$json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -122,6 +127,23 @@ echo "-- overload: 1024 connections, $DURATION"
 R[overload]=$(drive serve https://127.0.0.1:18443/validate 1024)
 OVERLOAD_RSS=$(hwm_kib "$SERVE")
 
+# Latency against load: open loop at fixed rates (oha -q, corrected for coordinated
+# omission) from 10% to 125% of the maximum measured at 16 connections, over 16
+# connections. Each run opens its connections first: at low rates and short runs those
+# handshakes are a visible share of the requests, hence 10 s per rate.
+FIRST=${CONNECTIONS%% *}
+read -r MAX _ <<< "${R[serve-16]:-${R[serve-$FIRST]}}"
+SWEEP=$OUT/sweep.txt
+: > "$SWEEP"
+echo "-- latency against offered load, ${SWEEP_DURATION:-10s} per rate"
+for pct in ${SWEEP_PERCENT:-10 25 50 75 90 100 110 125}; do
+  rate=$(( MAX * pct / 100 ))
+  [ "$rate" -gt 0 ] || continue
+  line=$(RUN_DURATION=${SWEEP_DURATION:-10s} drive "sweep-$pct" https://127.0.0.1:18443/validate 16 -q "$rate" --latency-correction)
+  echo "$rate $line" >> "$SWEEP"
+done
+python3 benches/plot_latency.py "$SWEEP" "$MAX" "$OUT/latency.svg"
+
 # Full handshakes: one new connection per request, no resumption (as the API server),
 # against the ceiling so that no policy evaluation is counted: its CPU per request is
 # the handshake plus a parse.
@@ -136,10 +158,14 @@ TICKS=$(getconf CLK_TCK)
 echo "== evaluation: jitguard vs the OPA Go engine, same policies and input"
 rm -rf "$OUT/inputs" && mkdir -p "$OUT/inputs"
 N=500
-for i in $(seq 1 $N); do cp "$BODY" "$OUT/inputs/r$i.json"; done
+# The input exactly as jitguard's policies see it (with input.jit: the time, grants and
+# namespace labels), at a fixed moment so both engines evaluate the same change window.
+AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+"$BIN" dry-run -f "$BODY" --policies policies --at "$AT" -o input > "$OUT/input.json" || [ $? -eq 1 ]
+for i in $(seq 1 $N); do cp "$OUT/input.json" "$OUT/inputs/r$i.json"; done
 t() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
-J1=$(t "$BIN" dry-run -f "$OUT/inputs/r1.json" --policies policies)
-JN=$(t "$BIN" dry-run -f "$OUT/inputs" --policies policies)
+J1=$(t "$BIN" dry-run -f "$OUT/inputs/r1.json" --policies policies --at "$AT")
+JN=$(t "$BIN" dry-run -f "$OUT/inputs" --policies policies --at "$AT")
 OPA_LINE="not measured: $OPA_EVAL is missing"
 if [ -x "$OPA_EVAL" ]; then
   # The served policies only: under `-q jitguard` OPA would also evaluate every test_*
@@ -171,4 +197,9 @@ read -r orps o50 o99 o999 oerr o503 <<< "${R[overload]}"
 echo "overload (1024 connections): $orps answers/s of which $o503 were 503 in total; p50 $o50 ms, p99 $o99 ms, p99.9 $o999 ms; other errors $oerr; peak RSS $(( OVERLOAD_RSS / 1024 )) MiB"
 echo "serve RSS: idle $(( IDLE_RSS / 1024 )) MiB with the pack and $GRANTS grants loaded; peak $(( PEAK_RSS / 1024 )) MiB under the 16/64-connection runs"
 echo "full TLS handshakes (ECDSA P-256, no resumption): $(( (CPU1 - CPU0) * 1000000 / TICKS / HS_REQUESTS )) µs of server CPU per new connection (ceiling: handshake + parse)"
+echo "latency against offered load (16 connections, open loop): $OUT/latency.svg"
+printf '  %8s %8s %8s %9s %9s %5s\n' offered req/s p50_ms p99_ms p99.9_ms 503s
+while read -r rate rps p50 p99 p999 _ o503; do
+  printf '  %8s %8s %8s %9s %9s %5s\n' "$rate" "$rps" "$p50" "$p99" "$p999" "$o503"
+done < "$SWEEP"
 echo "per input, $N copies in one process: jitguard dry-run (parse, grants, evaluation, answer) $JIT_US µs; OPA Go engine through opa-eval batch (evaluation plus whatever its bindings do per input) $OPA_LINE"
