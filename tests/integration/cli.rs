@@ -124,15 +124,18 @@ fn dry_run_reads_namespace_labels_from_the_manifests() {
         format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: staging\n  labels: {{jitguard.dev/protected: \"{protected}\"}}\n---\n{deployment}")
     };
     let file = dir.path().join("rendered.yaml");
+    // Inside staging's change window (Tuesday 11:00 in Berlin), so that only the label
+    // decides, whatever the time the test runs at.
+    let at = ["--at", "2026-11-24T10:00:00Z"];
     std::fs::write(&file, namespace("true")).unwrap();
-    let (code, out, err) = run(&["dry-run", "-f", file.to_str().unwrap()]);
+    let (code, out, err) = run(&[&["dry-run", "-f", file.to_str().unwrap()][..], &at].concat());
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains("creation of Deployment staging/checkout in protected namespace staging needs a just-in-time grant"),
         "{out}"
     );
     std::fs::write(&file, namespace("false")).unwrap();
-    let (code, out, err) = run(&["dry-run", "-f", file.to_str().unwrap()]);
+    let (code, out, err) = run(&[&["dry-run", "-f", file.to_str().unwrap()][..], &at].concat());
     assert_eq!(code, 0, "{out}{err}");
 }
 
