@@ -516,8 +516,7 @@ fn reference(components: &[String]) -> String {
 /// evaluation answers for every package and per-package attribution stays possible.
 fn aggregate_module(packages: &[PackageInfo], access: Option<&PackageInfo>) -> String {
     let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n");
-    let names: Vec<String> = (0..packages.len()).map(|i| format!("p{i}")).collect();
-    let _ = writeln!(rego, "findings := [{}]\n", names.join(", "));
+    let mut objects = Vec::new();
     for (i, pkg) in packages.iter().enumerate() {
         let mut fields = Vec::new();
         for kind in FINDING_RULES {
@@ -530,8 +529,11 @@ fn aggregate_module(packages: &[PackageInfo], access: Option<&PackageInfo>) -> S
             let _ = writeln!(rego, "default e{i} := \"deny\"");
             let _ = writeln!(rego, "e{i} := {}.enforcement", pkg.reference);
         }
-        let _ = writeln!(rego, "p{i} := {{{}}}\n", fields.join(", "));
+        let object = format!("{{{}}}", fields.join(", "));
+        let _ = writeln!(rego, "p{i} := {object}\n");
+        objects.push(object);
     }
+    let _ = writeln!(rego, "findings := [\n\t{},\n]\n", objects.join(",\n\t"));
     if let Some(access) = access {
         // Workflow parameters, each `null` where the policy leaves it undefined.
         let mut fields = Vec::new();
