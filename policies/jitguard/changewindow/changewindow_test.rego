@@ -28,6 +28,18 @@ test_before_hours_needs_a_grant if {
 	count(changewindow.require_grant) == 1 with input as change("staging", "2026-11-24T07:59:00Z")
 }
 
+# 09:00 and 16:00 in Berlin are 08:00 and 15:00 UTC in November: start inclusive, end exclusive.
+test_the_window_includes_its_start_and_excludes_its_end if {
+	count(changewindow.require_grant) == 0 with input as change("staging", "2026-11-24T08:00:00Z")
+	count(changewindow.require_grant) == 1 with input as change("staging", "2026-11-24T15:00:00Z")
+}
+
+test_window_bounds_are_read_as_minutes_since_midnight if {
+	changewindow.minutes("00:00") == 0
+	changewindow.minutes("09:05") == 545
+	changewindow.minutes("23:59") == 1439
+}
+
 test_fridays_and_weekends_need_a_grant if {
 	some msg in changewindow.require_grant with input as change("staging", "2026-11-27T10:00:00Z")
 	contains(msg, "Friday is not a change day")

@@ -2,31 +2,36 @@
 # just-in-time grant, and a protected namespace cannot be deleted at all.
 package jitguard.namespaces
 
-import data.jitguard.lib
+import data.jitguard.lib.describe
+import data.jitguard.lib.exempt
+import data.jitguard.lib.in_protected_namespace
+import data.jitguard.lib.mutating
+import data.jitguard.lib.protected_namespace_object
+import data.jitguard.lib.workload_identity
 
 deny contains msg if {
 	input.request.operation == "DELETE"
-	lib.protected_namespace_object
+	protected_namespace_object
 	msg := sprintf("namespace %s is protected and cannot be deleted, not even with a grant", [input.request.name])
 }
 
 require_grant contains msg if {
-	lib.mutating
-	lib.in_protected_namespace
-	not lib.exempt
-	not lib.workload_identity
+	mutating
+	in_protected_namespace
+	not exempt
+	not workload_identity
 	not governed_elsewhere
 	msg := sprintf("%s of %s in protected namespace %s needs a just-in-time grant", [
 		verb[input.request.operation],
-		lib.describe,
+		describe,
 		input.request.namespace,
 	])
 }
 
 require_grant contains msg if {
 	input.request.operation == "UPDATE"
-	lib.protected_namespace_object
-	not lib.exempt
+	protected_namespace_object
+	not exempt
 	msg := sprintf("changing protected namespace %s needs a just-in-time grant", [input.request.name])
 }
 

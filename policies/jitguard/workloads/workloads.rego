@@ -2,12 +2,17 @@
 # and IPC namespaces are denied in protected namespaces and warned about elsewhere.
 package jitguard.workloads
 
-import data.jitguard.lib
+import data.jitguard.lib.containers
+import data.jitguard.lib.describe
+import data.jitguard.lib.exempt
+import data.jitguard.lib.in_protected_namespace
+import data.jitguard.lib.obj
+import data.jitguard.lib.pod_spec
 
-spec := lib.pod_spec(lib.obj)
+spec := pod_spec(obj)
 
 problems contains msg if {
-	some c in lib.containers(spec)
+	some c in containers(spec)
 	c.securityContext.privileged == true
 	msg := sprintf("container %s is privileged", [c.name])
 }
@@ -23,21 +28,18 @@ problems contains sprintf("the pod uses the host's %s namespace (%s: true)", [wh
 	spec[field] == true
 }
 
-checked if {
-	input.request.operation in {"CREATE", "UPDATE"}
-	not lib.exempt
-}
-
 deny contains msg if {
-	checked
-	lib.in_protected_namespace
+	input.request.operation in {"CREATE", "UPDATE"}
+	not exempt
+	in_protected_namespace
 	some p in problems
-	msg := sprintf("%s: %s, which protected namespace %s does not allow", [lib.describe, p, input.request.namespace])
+	msg := sprintf("%s: %s, which protected namespace %s does not allow", [describe, p, input.request.namespace])
 }
 
 warn contains msg if {
-	checked
-	not lib.in_protected_namespace
+	input.request.operation in {"CREATE", "UPDATE"}
+	not exempt
+	not in_protected_namespace
 	some p in problems
-	msg := sprintf("%s: %s", [lib.describe, p])
+	msg := sprintf("%s: %s", [describe, p])
 }
