@@ -8,6 +8,9 @@
 # prints the difference divided by 20: start-up and the first evaluation cancel out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# As the jitguard binary does at startup: with library backtraces on (RUST_BACKTRACE=1),
+# regorus's discarded internal errors would each walk the stack and be counted.
+export RUST_LIB_BACKTRACE=0
 if ! command -v valgrind >/dev/null; then
   echo "valgrind is missing: install it (Debian: apt-get install valgrind) and run again" >&2
   exit 2

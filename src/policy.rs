@@ -514,7 +514,7 @@ fn reference(components: &[String]) -> String {
 
 /// The generated module: `findings`, one object per package holding its contract rules, so
 /// that one evaluation answers for every package. The objects are written inline because
-/// every rule regorus evaluates costs some 25 000 instructions of bookkeeping; `p{i}`
+/// every rule regorus evaluates costs some 20 000 instructions of bookkeeping; `p{i}`
 /// repeats each one as a rule for the package-by-package fallback (`evaluate_each`),
 /// which attributes an error to the package that raised it.
 fn aggregate_module(packages: &[PackageInfo], access: Option<&PackageInfo>) -> String {
