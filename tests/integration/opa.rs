@@ -154,15 +154,18 @@ fn dry_run_input_output_replays_the_same_decision_under_opa() {
     let review = root().join("tests/fixtures/admission/pod-create-prod.json");
     // A Saturday: the change window adds its finding to the namespace one.
     let at = "2026-11-21T12:00:00Z";
-    let (code, out, err) = run(&[
-        "dry-run",
-        "-f",
-        review.to_str().unwrap(),
-        "--at",
-        at,
-        "-o",
-        "input",
-    ]);
+    let dry_run = |output: &str| {
+        run(&[
+            "dry-run",
+            "-f",
+            review.to_str().unwrap(),
+            "--at",
+            at,
+            "-o",
+            output,
+        ])
+    };
+    let (code, out, err) = dry_run("input");
     // The exit code still says the request is denied.
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
@@ -174,15 +177,7 @@ fn dry_run_input_output_replays_the_same_decision_under_opa() {
     let file = dir.path().join("input.json");
     std::fs::write(&file, out.trim()).unwrap();
 
-    let (code, explained, err) = run(&[
-        "dry-run",
-        "-f",
-        review.to_str().unwrap(),
-        "--at",
-        at,
-        "-o",
-        "json",
-    ]);
+    let (code, explained, err) = dry_run("json");
     assert_eq!(code, 1, "{explained}{err}");
     let ours: Value = serde_json::from_str(&explained).unwrap();
     let mut ours: Vec<String> = ours[0]["findings"]
