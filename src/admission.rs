@@ -83,6 +83,7 @@ impl std::fmt::Display for Operation {
 pub struct RequestInfo {
     pub uid: String,
     pub operation: Operation,
+    /// The resource's API group and version (`request.resource`), not the kind's.
     pub group: String,
     pub version: String,
     pub kind: String,
@@ -167,8 +168,11 @@ fn request_info(review: &Value) -> Result<RequestInfo, ReviewError> {
         Value::Undefined => return Err(field("operation", "is missing")),
         _ => return Err(field("operation", "must be a string")),
     };
-    let (group, version, kind) = group_version(request, "kind", "kind")?;
-    let (_, _, resource) = group_version(request, "resource", "resource")?;
+    // Scopes, like RBAC rules, name the resource's group, which for a subresource differs
+    // from its kind's: `deployments/scale` is in `apps` while its kind, Scale, is in
+    // `autoscaling`; `serviceaccounts/token` is core, TokenRequest is not.
+    let (_, _, kind) = group_version(request, "kind", "kind")?;
+    let (group, version, resource) = group_version(request, "resource", "resource")?;
     let user_info = &request["userInfo"];
     if !matches!(user_info, Value::Object(_)) {
         return Err(field(
@@ -404,6 +408,25 @@ mod tests {
         );
         assert_eq!(r.groups, vec!["dev", "system:authenticated"]);
         assert_eq!(r.resource_path(), "pods");
+    }
+
+    #[test]
+    fn a_subresource_is_in_its_resource_group_not_its_kind_group() {
+        // `kubectl scale deploy`, as the API server sends it.
+        let scale = POD
+            .replace(
+                r#""kind":{"group":"","version":"v1","kind":"Pod"}"#,
+                r#""kind":{"group":"autoscaling","version":"v1","kind":"Scale"}"#,
+            )
+            .replace(
+                r#""resource":{"group":"","version":"v1","resource":"pods"}"#,
+                r#""resource":{"group":"apps","version":"v1","resource":"deployments"},"subResource":"scale""#,
+            );
+        let r = parse(scale.as_bytes()).unwrap().request;
+        assert_eq!(
+            (r.group.as_str(), r.resource_path(), r.kind.as_str()),
+            ("apps", "deployments/scale".to_string(), "Scale")
+        );
     }
 
     #[test]
