@@ -263,6 +263,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let namespaces = Namespaces::default();
     let health = Health::new(grants.clone(), namespaces.clone());
     health.set_policies_loaded();
+    // The cluster tasks (watches, controller, grant-use Events). They hold clones of the
+    // audit sink, whose writer thread is joined when `serve` returns: they are stopped
+    // first, at shutdown, or the process would wait for them forever, and a stopped
+    // replica would go on renewing the controller's Lease.
+    let mut background = tokio::task::JoinSet::new();
+    // The controller's Lease, given up at shutdown so that another replica leads at once.
+    let mut lease = None;
     let _grants_watch = match &config.grants {
         Some(path) => {
             let mut source = FileSource::new(
@@ -291,23 +298,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             // Grant uses become Events on their AccessRequests, off the request path.
             let (uses_tx, uses_rx) = tokio::sync::mpsc::channel(1024);
             audit = audit.with_grant_uses(uses_tx);
-            tokio::spawn(controller::publish_uses(
+            background.spawn(controller::publish_uses(
                 client.clone(),
                 identity.clone(),
                 uses_rx,
             ));
-            tokio::spawn(run_cluster(
+            background.spawn(run_cluster(
                 client.clone(),
                 grants.clone(),
                 audit.clone(),
                 metrics.clone(),
             ));
-            tokio::spawn(crate::namespace::run_cluster(
+            background.spawn(crate::namespace::run_cluster(
                 client.clone(),
                 namespaces.clone(),
             ));
             if args.controller {
                 let mut config = controller::Config::new(&args.namespace, &identity);
+                lease = Some(controller::lease::LeaderElector::new(
+                    kube::Api::namespaced(client.clone(), &args.namespace),
+                    controller::NAME,
+                    &identity,
+                    config.lease_duration,
+                ));
                 config.reap.extend(args.reap.iter().cloned());
                 let controller = controller::Controller::new(
                     client,
@@ -317,7 +330,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     config,
                 )
                 .with_namespaces(namespaces.clone());
-                tokio::spawn(controller.run());
+                background.spawn(controller.run());
             }
             None
         }
@@ -398,6 +411,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = webhook.await;
     if let Some(ops) = ops {
         let _ = ops.await;
+    }
+    background.shutdown().await;
+    if let Some(lease) = lease {
+        match tokio::time::timeout(Duration::from_secs(2), lease.release()).await {
+            Ok(Ok(true)) => tracing::info!("gave up the controller's Lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot give up the controller's Lease; another replica takes over when it runs out"),
+            Err(_) => tracing::warn!("giving up the controller's Lease timed out; another replica takes over when it runs out"),
+        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -94,4 +94,30 @@ impl LeaderElector {
             Err(e) => Err(e),
         }
     }
+    /// Gives the lease up if this replica holds it, as client-go does on a clean stop
+    /// (`ReleaseOnCancel`): no holder and a one-second duration, so another replica takes
+    /// over at once instead of after `leaseDurationSeconds`. `Ok(false)`: not held.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        lease.spec = Some(spec);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Taken over meanwhile: nothing of ours to give up.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
