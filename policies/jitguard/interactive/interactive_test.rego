@@ -16,8 +16,16 @@ test_exec_elsewhere_is_free if {
 	count(interactive.require_grant) == 0 with input as testing.connect("dev", "web-0", "exec")
 }
 
+test_proxy_to_a_protected_pod_or_service_needs_a_grant if {
+	interactive.require_grant == {"proxying through the API server to pod prod/web-0 needs a just-in-time grant"} with input as testing.connect("prod", "web-0", "proxy")
+	r := object.union(testing.connect("prod", "web", "proxy"), {"request": {"resource": {"resource": "services"}, "kind": {"kind": "ServiceProxyOptions"}}})
+	interactive.require_grant == {"proxying through the API server to service prod/web needs a just-in-time grant"} with input as r
+}
+
 test_other_connect_subresources_are_not_interactive if {
-	count(interactive.require_grant) == 0 with input as testing.connect("prod", "web-0", "proxy")
+	count(interactive.require_grant) == 0 with input as testing.connect("prod", "web-0", "binding")
+	r := object.union(testing.connect("prod", "web", "exec"), {"request": {"resource": {"resource": "services"}}})
+	count(interactive.require_grant) == 0 with input as r
 }
 
 test_debug_containers_need_a_grant if {
