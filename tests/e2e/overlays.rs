@@ -1,0 +1,114 @@
+//! The shipped kustomize overlays, applied with `--dry-run=server`: the real API server
+//! validates every object (the CRD's structural schema, the webhook configurations'
+//! matchConditions CEL, the Deployment, RBAC) without storing any.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::cluster::{root, Cluster};
+
+/// What the cert-manager overlay needs present: cert-manager's two kinds. Their real
+/// schemas are not available offline; these accept any spec, so the API server checks
+/// only that the kinds exist and the objects are well-formed.
+const CERT_MANAGER_CRDS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: issuers.cert-manager.io}
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {kind: Issuer, plural: issuers, singular: issuer, listKind: IssuerList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: certificates.cert-manager.io}
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {kind: Certificate, plural: certificates, singular: certificate, listKind: CertificateList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Both overlays are accepted by `c`'s API server, every object of them. Run as the
+/// cluster's admin, where jitguard's own webhooks are not registered (an install or a
+/// re-install after the emergency procedure).
+pub fn are_accepted_by_the_api_server(c: &Cluster) {
+    // A copy of the tree, so that the plain overlay's certificate is not written into the
+    // work tree.
+    let tree = c.dir.join("overlays");
+    let _ = std::fs::remove_dir_all(&tree);
+    copy_tree(&root().join("manifests"), &tree.join("manifests"));
+    copy_tree(&root().join("policies"), &tree.join("policies"));
+    let certs = Command::new(env!("CARGO_BIN_EXE_jitguard"))
+        .args(["certs", "--out"])
+        .arg(tree.join("manifests/overlays/plain/tls"))
+        .output()
+        .unwrap();
+    assert!(certs.status.success());
+
+    c.apply("admin", CERT_MANAGER_CRDS).success();
+    for crd in ["issuers.cert-manager.io", "certificates.cert-manager.io"] {
+        c.kubectl(
+            "admin",
+            &[
+                "wait",
+                "--for",
+                "condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout",
+                "60s",
+            ],
+        )
+        .success();
+    }
+    for overlay in ["plain", "cert-manager"] {
+        let dir = tree.join("manifests/overlays").join(overlay);
+        let run = c
+            .kubectl(
+                "admin",
+                &["apply", "--dry-run=server", "-k", dir.to_str().unwrap()],
+            )
+            .success();
+        // One line per object, each accepted: nothing skipped or refused.
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert!(
+            lines.len() >= 15 && lines.iter().all(|l| l.ends_with("(server dry run)")),
+            "overlay {overlay}:\n{}",
+            run.text()
+        );
+        for kind in [
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/jitguard",
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io/jitguard",
+            "customresourcedefinition.apiextensions.k8s.io/accessrequests.jitguard.dev",
+            "deployment.apps/jitguard",
+        ] {
+            assert!(
+                run.stdout.contains(kind),
+                "{overlay}: {kind} missing:\n{}",
+                run.stdout
+            );
+        }
+    }
+}

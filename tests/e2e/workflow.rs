@@ -1,0 +1,556 @@
+//! The access workflow as people live it through the real API server: ask, approve,
+//! use, revoke, expire, break glass; the controller's RoleBindings, reaper and Events.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{eventually, unique, Cluster};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn request(c: &Cluster, user: &str, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "request",
+        "--request-name",
+        name,
+        "--reason",
+        "e2e: fix INC-7",
+        "--ticket",
+        "INC-7",
+    ];
+    args.extend_from_slice(extra);
+    let run = c.jit(user, &args).success();
+    assert!(
+        run.stdout
+            .contains(&format!("accessrequest {name} created (Pending)")),
+        "{}",
+        run.text()
+    );
+    name.to_string()
+}
+
+fn used_events(c: &Cluster, request: &str) -> Vec<Value> {
+    c.events_of(request)
+        .into_iter()
+        .filter(|e| e["reason"] == "Used")
+        .collect()
+}
+
+#[test]
+fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
+    let c = Cluster::shared();
+    let name = request(
+        c,
+        "alice",
+        &unique("wf"),
+        &[
+            "--namespace",
+            "prod",
+            "--resource",
+            "configmaps",
+            "--operation",
+            "CREATE",
+            "--duration",
+            "30m",
+        ],
+    );
+    assert_eq!(c.phase(&name), "Pending");
+    let stored = c.access_request(&name);
+    assert_eq!(
+        stored["spec"]["requester"], "alice",
+        "the requester is stamped from the API server's userInfo: {stored}"
+    );
+
+    // Nobody approves their own request.
+    let own = c.jit("alice", &["approve", &name]);
+    assert!(!own.ok, "{}", own.text());
+    assert!(own.text().contains("jitguard"), "{}", own.text());
+
+    // Protected namespaces need a team lead AND security.
+    c.jit("bob", &["approve", &name, "-m", "ok"]).success();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.phase(&name),
+        "Pending",
+        "one approval of two must not make it live"
+    );
+    c.jit("sam", &["approve", &name, "-m", "ok"]).success();
+    eventually("the request goes live", LIMIT, || {
+        c.phase(&name) == "Approved"
+    });
+
+    // A dry run under the grant is allowed and leaves no grant-use Event behind.
+    let cm = unique("under-grant");
+    let create = |dry: bool| {
+        let mut args = vec![
+            "-n",
+            "prod",
+            "create",
+            "configmap",
+            cm.as_str(),
+            "--from-literal=a=b",
+        ];
+        if dry {
+            args.push("--dry-run=server");
+        }
+        c.kubectl("alice", &args)
+    };
+    eventually("jitguard sees the live grant", LIMIT, || create(true).ok);
+    // The real change: allowed, labelled with the grant, and one Used Event.
+    create(false).success();
+    let object = c
+        .kubectl(
+            "admin",
+            &["-n", "prod", "get", "configmap", &cm, "-o", "json"],
+        )
+        .success()
+        .json();
+    assert_eq!(
+        object["metadata"]["labels"]["jitguard.dev/grant"], name,
+        "the object carries the grant's provenance: {object}"
+    );
+    eventually("the grant use is an Event", LIMIT, || {
+        !used_events(c, &name).is_empty()
+    });
+    let used = used_events(c, &name);
+    let count = |e: &Value| e["series"]["count"].as_i64().unwrap_or(1);
+    assert_eq!(
+        used.iter().map(count).sum::<i64>(),
+        1,
+        "only the real create is a use, the dry runs are not: {used:?}"
+    );
+
+    // Revoked by an approver: denied again, at once.
+    c.jit("bob", &["revoke", &name]).success();
+    assert_eq!(c.phase(&name), "Revoked");
+    let again = unique("after-revoke");
+    eventually(
+        "the revocation is enforced",
+        Duration::from_secs(10),
+        || {
+            let run = c.kubectl(
+                "alice",
+                &[
+                    "-n",
+                    "prod",
+                    "create",
+                    "configmap",
+                    &again,
+                    "--from-literal=a=b",
+                ],
+            );
+            !run.ok && run.stderr.contains("jitguard")
+        },
+    );
+}
+
+#[test]
+fn a_short_grant_ends_at_its_expiry_with_its_role_binding_and_network_policy() {
+    let c = Cluster::shared();
+    let name = request(
+        c,
+        "alice",
+        &unique("short"),
+        &[
+            "--namespace",
+            "prod",
+            "--api-group",
+            "networking.k8s.io",
+            "--resource",
+            "networkpolicies",
+            "--operation",
+            "CREATE",
+            "--duration",
+            "40s",
+            "--role",
+            "ClusterRole/view",
+        ],
+    );
+    c.jit("bob", &["approve", &name]).success();
+    c.jit("sam", &["approve", &name]).success();
+    eventually("the request goes live", LIMIT, || {
+        c.phase(&name) == "Approved"
+    });
+    let binding = format!("jit-{name}");
+    eventually("the grant's RoleBinding is made", LIMIT, || {
+        c.kubectl("admin", &["-n", "prod", "get", "rolebinding", &binding])
+            .ok
+    });
+    let rb = c
+        .kubectl(
+            "admin",
+            &["-n", "prod", "get", "rolebinding", &binding, "-o", "json"],
+        )
+        .success()
+        .json();
+    assert_eq!(rb["roleRef"]["name"], "view", "{rb}");
+    assert_eq!(rb["subjects"][0]["name"], "alice", "{rb}");
+
+    let netpol = unique("debugger");
+    let policy = format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: {netpol}, namespace: prod}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: debugger}}}}}}]}}]
+"#
+    );
+    eventually("the grant covers the NetworkPolicy", LIMIT, || {
+        c.apply("alice", &policy).ok
+    });
+    let stored = c
+        .kubectl(
+            "admin",
+            &["-n", "prod", "get", "networkpolicy", &netpol, "-o", "json"],
+        )
+        .success()
+        .json();
+    assert_eq!(stored["metadata"]["labels"]["jitguard.dev/grant"], name);
+
+    // At expiresAt the grant stops working by itself; the controller then marks it
+    // Expired and reaps what it left behind.
+    let expires_at = c.access_request(&name)["status"]["expiresAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expires: jiff::Timestamp = expires_at.parse().unwrap();
+    let second = policy.replace(&netpol, &format!("{netpol}-2"));
+    let wait = expires.duration_since(jiff::Timestamp::now());
+    if wait.is_positive() {
+        std::thread::sleep(Duration::try_from(wait).unwrap());
+    }
+    let after = c.apply("alice", &second).denied_by_jitguard();
+    assert!(after.text().contains("networkpolicies"), "{}", after.text());
+    eventually("the grant is marked Expired", LIMIT, || {
+        c.phase(&name) == "Expired"
+    });
+    eventually("the RoleBinding is removed", LIMIT, || {
+        !c.kubectl("admin", &["-n", "prod", "get", "rolebinding", &binding])
+            .ok
+    });
+    eventually("the NetworkPolicy is reaped", LIMIT, || {
+        !c.kubectl("admin", &["-n", "prod", "get", "networkpolicy", &netpol])
+            .ok
+    });
+}
+
+#[test]
+fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
+    let c = Cluster::shared();
+    let name = unique("glass");
+    c.jit(
+        "carol",
+        &[
+            "request",
+            "--break-glass",
+            "--request-name",
+            &name,
+            "--namespace",
+            "prod",
+            "--resource",
+            "configmaps",
+            "--operation",
+            "CREATE",
+            "--duration",
+            "15m",
+            "--reason",
+            "e2e: prod is down",
+            "--ticket",
+            "INC-9",
+        ],
+    )
+    .success();
+    eventually("break-glass is live without approvers", LIMIT, || {
+        c.phase(&name) == "Approved"
+    });
+    let status = &c.access_request(&name)["status"];
+    assert_eq!(status["reviewRequired"], true, "{status}");
+    eventually("a Warning Event says so", LIMIT, || {
+        c.events_of(&name)
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["reason"] == "BreakGlass")
+    });
+    let cm = unique("glass-cm");
+    eventually("carol's change is allowed", LIMIT, || {
+        c.kubectl(
+            "carol",
+            &[
+                "-n",
+                "prod",
+                "create",
+                "configmap",
+                &cm,
+                "--from-literal=a=b",
+            ],
+        )
+        .ok
+    });
+
+    // alice is not on call: her break-glass request is refused outright.
+    let refused = c.jit(
+        "alice",
+        &[
+            "request",
+            "--break-glass",
+            "--request-name",
+            &unique("glass-alice"),
+            "--namespace",
+            "prod",
+            "--resource",
+            "configmaps",
+            "--operation",
+            "CREATE",
+            "--duration",
+            "15m",
+            "--reason",
+            "e2e: me too",
+            "--ticket",
+            "INC-9",
+        ],
+    );
+    assert!(!refused.ok, "{}", refused.text());
+    assert!(refused.text().contains("break-glass"), "{}", refused.text());
+}
+
+#[test]
+fn policy_approves_short_debugging_outside_protected_namespaces_and_an_extension_follows_on() {
+    let c = Cluster::shared();
+    let name = request(
+        c,
+        "alice",
+        &unique("debug"),
+        &[
+            "--namespace",
+            "dev",
+            "--resource",
+            "pods/exec",
+            "--operation",
+            "CONNECT",
+            "--duration",
+            "20m",
+        ],
+    );
+    eventually("auto-approved by policy", LIMIT, || {
+        c.phase(&name) == "Approved"
+    });
+    let first = c.access_request(&name);
+    assert_eq!(
+        first["status"]["approvals"][0]["approver"], "policy:short-debug-outside-protected",
+        "{first}"
+    );
+    eventually("an AutoApproved Event", LIMIT, || {
+        c.events_of(&name)
+            .iter()
+            .any(|e| e["reason"] == "AutoApproved")
+    });
+
+    let extension = c
+        .jit(
+            "alice",
+            &[
+                "extend",
+                &name,
+                "--duration",
+                "30m",
+                "--reason",
+                "still debugging",
+                "-o",
+                "json",
+            ],
+        )
+        .success()
+        .json();
+    let ext = extension["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(ext.starts_with(&format!("{name}-ext-")), "{ext}");
+    assert_eq!(extension["spec"]["extends"], name.as_str());
+    eventually("the extension is approved", LIMIT, || {
+        c.phase(&ext) == "Approved"
+    });
+    assert_eq!(
+        c.access_request(&ext)["status"]["approvedAt"],
+        first["status"]["expiresAt"],
+        "the extension starts when the first grant ends"
+    );
+}
+
+#[test]
+fn a_namespace_labelled_protected_is_protected_in_changes_and_requests() {
+    let c = Cluster::shared();
+    let ns = unique("ledger");
+    c.setup(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}, labels: {{jitguard.dev/protected: "true"}}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: edit-alice, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
+subjects: [{{kind: User, name: alice}}]
+"#
+    ))
+    .success();
+    let cm = unique("cm");
+    eventually("jitguard knows the label and denies", LIMIT, || {
+        let run = c.kubectl(
+            "alice",
+            &["-n", &ns, "create", "configmap", &cm, "--from-literal=a=b"],
+        );
+        !run.ok && run.stderr.contains(&format!("in protected namespace {ns}"))
+    });
+
+    let exec = |name: &str, namespace: &str, ticket: bool| {
+        let mut args = vec![
+            "request",
+            "--request-name",
+            name,
+            "--namespace",
+            namespace,
+            "--resource",
+            "pods/exec",
+            "--operation",
+            "CONNECT",
+            "--duration",
+            "10m",
+            "--reason",
+            "debug",
+        ];
+        if ticket {
+            args.extend(["--ticket", "INC-7"]);
+        }
+        c.jit("alice", &args)
+    };
+    let refused = exec(&unique("no-ticket"), &ns, false);
+    assert!(!refused.ok);
+    assert!(
+        refused.text().contains("must name a ticket"),
+        "{}",
+        refused.text()
+    );
+    let waiting = unique("ledger-debug");
+    exec(&waiting, &ns, true).success();
+    // The same request for an unlabelled namespace is approved by policy; the labelled one
+    // waits for people.
+    let free = unique("dev-debug");
+    exec(&free, "dev", false).success();
+    eventually("dev's is auto-approved", LIMIT, || {
+        c.phase(&free) == "Approved"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.phase(&waiting), "Pending");
+    assert!(c.access_request(&waiting)["status"]["approvals"]
+        .as_array()
+        .is_none_or(|a| a.is_empty()));
+}
+
+#[test]
+fn a_role_that_could_escalate_is_never_bound() {
+    let c = Cluster::shared();
+    // Bindable by the access policy's data, but it grants verb *: refused when binding.
+    c.setup(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: jitguard-debug}
+rules: [{apiGroups: [""], resources: [pods], verbs: ["*"]}]
+"#,
+    )
+    .success();
+    let name = request(
+        c,
+        "alice",
+        &unique("wild"),
+        &[
+            "--namespace",
+            "dev",
+            "--resource",
+            "pods",
+            "--operation",
+            "UPDATE",
+            "--duration",
+            "30m",
+            "--role",
+            "ClusterRole/jitguard-debug",
+        ],
+    );
+    c.jit("bob", &["approve", &name]).success();
+    eventually("binding is refused", LIMIT, || {
+        c.access_request(&name)["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|x| x["reason"] == "ProvisionFailed"))
+    });
+    let status = c.access_request(&name)["status"].clone();
+    assert!(status.to_string().contains("verb *"), "{status}");
+    assert!(
+        !c.kubectl(
+            "admin",
+            &["-n", "dev", "get", "rolebinding", &format!("jit-{name}")]
+        )
+        .ok
+    );
+    eventually("a Warning Event says so", LIMIT, || {
+        c.events_of(&name)
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["reason"] == "ProvisionFailed")
+    });
+
+    // cluster-admin is not even requestable as a role.
+    let admin = c.jit(
+        "alice",
+        &[
+            "request",
+            "--namespace",
+            "dev",
+            "--resource",
+            "pods",
+            "--operation",
+            "UPDATE",
+            "--duration",
+            "30m",
+            "--reason",
+            "x",
+            "--role",
+            "ClusterRole/cluster-admin",
+        ],
+    );
+    assert!(!admin.ok, "{}", admin.text());
+    assert!(admin.text().contains("cluster-admin"), "{}", admin.text());
+}
+
+#[test]
+fn with_the_controller_off_nothing_is_approved_by_policy() {
+    let c = Cluster::up(crate::cluster::Options {
+        serve_args: vec!["--controller".into(), "false".into()],
+        policies: None,
+    });
+    let name = request(
+        &c,
+        "alice",
+        &unique("idle"),
+        &[
+            "--namespace",
+            "dev",
+            "--resource",
+            "pods/exec",
+            "--operation",
+            "CONNECT",
+            "--duration",
+            "20m",
+        ],
+    );
+    // With the controller on, the same request is approved within a second or two.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(c.phase(&name), "Pending");
+    assert!(
+        !c.kubectl(
+            "admin",
+            &["-n", "jitguard", "get", "lease", "jitguard-controller"]
+        )
+        .ok,
+        "no replica took the controller's Lease"
+    );
+}
