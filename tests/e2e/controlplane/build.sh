@@ -10,11 +10,15 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 bin="${JITGUARD_E2E_BIN:-$root/target/e2e/bin}"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "build.sh: the e2e control plane is built with Go (1.24 or newer), and 'go' is not on PATH." >&2
-  echo "build.sh: install Go (Debian: apt-get install golang-go, or go.dev/dl) and run again." >&2
+# Kubernetes 1.34 needs Go 1.24; GOTOOLCHAIN=local below keeps go from fetching another.
+need_go() {
+  echo "build.sh: the e2e tests build kube-apiserver and etcd from source with Go 1.24 or newer; $1." >&2
+  echo "build.sh: install Go 1.24+ (go.dev/doc/install; Debian 12's golang-go is 1.19, too old) and put it on PATH." >&2
   exit 3
-fi
+}
+command -v go >/dev/null 2>&1 || need_go "'go' is not on PATH"
+go_minor="$(GOTOOLCHAIN=local go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+[ "${go_minor:-0}" -ge 24 ] || need_go "this one is $(GOTOOLCHAIN=local go env GOVERSION)"
 
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$here/go.mod")"
 etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$here/go.mod")"
