@@ -1,12 +1,14 @@
-//! An in-process double of the Kubernetes API server: enough of its REST API for kube's
-//! real `Client`, watcher, events recorder and jitguard's controller and plugin to run
-//! against it over real HTTP. It stores objects of any resource, lists and watches them
-//! (newline-delimited events, bookmarks, `410 Gone`), creates, replaces, patches (merge
-//! and JSON Patch), deletes, keeps the status subresource apart, answers
-//! SelfSubjectReviews from bearer tokens, and runs AccessRequest writes through jitguard's
-//! real admission webhooks (mutate, patch, validate) as the API server does.
+//! An in-process double of the Kubernetes API server, kept only for what a real one
+//! cannot be made to do on demand: a watch that breaks mid-stream, a bookmark, `410 Gone`
+//! on the next watch, a change that only a re-list sees, and an API server that fails
+//! every request and then recovers, each at the moment a test picks. Everything else
+//! jitguard does with an API server is tested against a real kube-apiserver
+//! (`tests/e2e`).
 //!
-//! No Kubernetes API server can run on these machines; this is what the tests talk to.
+//! It stores objects of any resource, lists and watches them (newline-delimited events,
+//! bookmarks, `410 Gone`), creates, replaces, patches (merge and JSON Patch) and deletes,
+//! enough for kube's real `Client`, watcher and events recorder, and for `jitguard serve`
+//! pointed at it with a kubeconfig. It has no authentication, authorization or admission.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
@@ -32,14 +34,6 @@ struct Event {
     object: Value,
 }
 
-/// Resources whose `status` is a subresource: writes to the main resource leave it alone.
-const WITH_STATUS: &[&str] = &["accessrequests"];
-
-struct Webhook {
-    base: String,
-    client: reqwest::Client,
-}
-
 #[derive(Default)]
 struct Inner {
     objects: BTreeMap<(Kind, String, String), Value>,
@@ -49,12 +43,7 @@ struct Inner {
     gone_on_next_watch: bool,
     lists: HashMap<String, usize>,
     watches: HashMap<String, usize>,
-    tokens: HashMap<String, (String, Vec<String>)>,
     uid: u64,
-    /// Users RBAC refuses everything but SelfSubjectReviews.
-    forbidden: Vec<String>,
-    /// The AccessRequest CRD is not installed.
-    no_crd: bool,
 }
 
 #[derive(Clone)]
@@ -62,7 +51,6 @@ pub struct FakeApiServer {
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<Option<Event>>,
-    webhook: Arc<Mutex<Option<Arc<Webhook>>>>,
 }
 
 const ACCESS_REQUESTS: (&str, &str) = ("apis/jitguard.dev/v1alpha1", "accessrequests");
@@ -75,7 +63,6 @@ impl FakeApiServer {
             addr: listener.local_addr().unwrap(),
             inner: Arc::default(),
             events,
-            webhook: Arc::default(),
         };
         let app = Router::new().fallback(handle).with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -86,37 +73,10 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
-    /// Sends AccessRequest writes through jitguard's webhooks at `base` (https://...),
-    /// trusting `ca`.
-    pub fn use_webhook(&self, base: &str, ca: &std::path::Path) {
-        *self.webhook.lock().unwrap() = Some(Arc::new(Webhook {
-            base: base.to_string(),
-            client: crate::common::client_trusting(ca, None),
-        }));
-    }
-
-    /// Registers a bearer token for a user.
-    pub fn add_user(&self, token: &str, user: &str, groups: &[&str]) {
-        self.inner.lock().unwrap().tokens.insert(
-            token.to_string(),
-            (
-                user.to_string(),
-                groups.iter().map(|g| g.to_string()).collect(),
-            ),
-        );
-    }
-
-    /// A kubeconfig for the user with `token` (or anonymous).
+    /// A kubeconfig that points at the double (no credentials: it asks for none).
     pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        self.kubeconfig_for(dir, None)
-    }
-
-    pub fn kubeconfig_for(&self, dir: &std::path::Path, token: Option<&str>) -> std::path::PathBuf {
-        let path = dir.join(format!("kubeconfig-{}", token.unwrap_or("anonymous")));
-        let user = match token {
-            Some(t) => format!("  user:\n    token: {t}\n"),
-            None => "  user: {}\n".to_string(),
-        };
+        let path = dir.join("kubeconfig");
+        let user = "  user: {}\n";
         std::fs::write(
             &path,
             format!(
@@ -128,17 +88,9 @@ impl FakeApiServer {
         path
     }
 
-    /// kube's Client, as the user with `token` (or anonymous).
+    /// kube's Client for the double.
     pub fn client(&self) -> kube::Client {
-        self.client_as(None)
-    }
-
-    pub fn client_as(&self, token: Option<&str>) -> kube::Client {
-        let mut config = kube::Config::new(self.url().parse().unwrap());
-        if let Some(t) = token {
-            config.auth_info.token = Some(t.to_string().into());
-        }
-        kube::Client::try_from(config).unwrap()
+        kube::Client::try_from(kube::Config::new(self.url().parse().unwrap())).unwrap()
     }
 
     // === AccessRequest helpers (the grant source's tests) ===
@@ -160,36 +112,6 @@ impl FakeApiServer {
             let event = record(&mut inner, kind(ACCESS_REQUESTS), "", "DELETED", object);
             let _ = self.events.send(Some(event));
         }
-    }
-
-    /// Any stored object, by API prefix, resource, namespace and name.
-    pub fn get(&self, prefix: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .objects
-            .get(&(
-                kind((prefix, resource)),
-                namespace.to_string(),
-                name.to_string(),
-            ))
-            .cloned()
-    }
-
-    /// Every stored object of a resource.
-    pub fn all(&self, prefix: &str, resource: &str) -> Vec<Value> {
-        let inner = self.inner.lock().unwrap();
-        let k = kind((prefix, resource));
-        inner
-            .objects
-            .iter()
-            .filter(|((kk, _, _), _)| *kk == k)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// Stores any object directly (test setup), telling watchers.
-    pub fn put(&self, prefix: &str, resource: &str, namespace: &str, object: Value) {
-        self.store(kind((prefix, resource)), namespace, object, true);
     }
 
     fn store(&self, k: Kind, namespace: &str, mut object: Value, tell: bool) {
@@ -229,16 +151,6 @@ impl FakeApiServer {
     /// Ends every open watch.
     pub fn drop_watches(&self) {
         let _ = self.events.send(None);
-    }
-
-    /// RBAC refuses this user everything (but asking who they are).
-    pub fn forbid(&self, user: &str) {
-        self.inner.lock().unwrap().forbidden.push(user.to_string());
-    }
-
-    /// As if the AccessRequest CRD were not installed.
-    pub fn without_crd(&self) {
-        self.inner.lock().unwrap().no_crd = true;
     }
 
     pub fn set_failing(&self, failing: bool) {
@@ -316,7 +228,6 @@ struct Target {
     kind: Kind,
     namespace: Option<String>,
     name: Option<String>,
-    sub: Option<String>,
 }
 
 fn parse_path(path: &str) -> Option<Target> {
@@ -336,7 +247,6 @@ fn parse_path(path: &str) -> Option<Target> {
         kind: (prefix, rest.first()?.to_string()),
         namespace,
         name: rest.get(1).map(|s| s.to_string()),
-        sub: rest.get(2).map(|s| s.to_string()),
     })
 }
 
@@ -389,27 +299,6 @@ fn matches_selector(object: &Value, selector: &str) -> bool {
     })
 }
 
-fn caller(server: &FakeApiServer, headers: &HeaderMap) -> (String, Vec<String>) {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    server
-        .inner
-        .lock()
-        .unwrap()
-        .tokens
-        .get(token)
-        .cloned()
-        .unwrap_or_else(|| {
-            (
-                "system:anonymous".into(),
-                vec!["system:unauthenticated".into()],
-            )
-        })
-}
-
 async fn handle(State(server): State<FakeApiServer>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body: Bytes = axum::body::to_bytes(body, 16 << 20)
@@ -418,16 +307,6 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     if server.inner.lock().unwrap().failing {
         return failure(500, "InternalError", "etcd is unavailable");
     }
-    let user = caller(&server, &parts.headers);
-    if parts.uri.path() == "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
-        return reply(
-            201,
-            json!({
-                "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {},
-                "status": {"userInfo": {"username": user.0, "groups": user.1}},
-            }),
-        );
-    }
     let Some(target) = parse_path(parts.uri.path()) else {
         return failure(
             404,
@@ -435,37 +314,6 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
             "the server could not find the requested resource",
         );
     };
-    let (no_crd, forbidden) = {
-        let inner = server.inner.lock().unwrap();
-        (inner.no_crd, inner.forbidden.contains(&user.0))
-    };
-    if target.kind.1 == "accessrequests" && (target.kind.0 != ACCESS_REQUESTS.0 || no_crd) {
-        return failure(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
-    }
-    if forbidden {
-        let verb = match parts.method {
-            Method::GET if target.name.is_none() => "list",
-            Method::GET => "get",
-            Method::POST => "create",
-            Method::DELETE => "delete",
-            _ => "update",
-        };
-        let group = target
-            .kind
-            .0
-            .split('/')
-            .nth(1)
-            .filter(|_| target.kind.0.starts_with("apis"))
-            .unwrap_or("");
-        return failure(403, "Forbidden", &format!(
-            "{}.{group} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{group}\" at the cluster scope",
-            target.kind.1, user.0, target.kind.1
-        ));
-    }
     let params = query(&parts.uri);
     let content_type = parts
         .headers
@@ -478,13 +326,13 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
             watch(&server, &target, &params)
         }
         (Method::GET, None) => list(&server, &target, &params),
-        (Method::POST, None) => create(&server, &target, &body, &user).await,
+        (Method::POST, None) => create(&server, &target, &body),
         (Method::GET, Some(name)) => match server.get_target(&target, name) {
             Some(o) => reply(200, o),
             None => not_found(&target, name),
         },
         (Method::PUT, Some(name)) => match serde_json::from_slice::<Value>(&body) {
-            Ok(new) => write(&server, &target, name, &user, |_| Ok(new), true).await,
+            Ok(new) => write(&server, &target, name, |_| Ok(new), true),
             Err(e) => failure(400, "BadRequest", &e.to_string()),
         },
         (Method::PATCH, Some(name)) => {
@@ -496,7 +344,6 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
                 &server,
                 &target,
                 name,
-                &user,
                 move |current| {
                     let mut next = current.clone();
                     if json_patch {
@@ -510,7 +357,6 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
                 },
                 false,
             )
-            .await
         }
         (Method::DELETE, Some(name)) => {
             let mut inner = server.inner.lock().unwrap();
@@ -657,85 +503,7 @@ fn watch(server: &FakeApiServer, target: &Target, params: &HashMap<String, Strin
     Response::new(Body::from_stream(stream))
 }
 
-/// Runs a write of an AccessRequest through jitguard's webhooks, as the API server does:
-/// /mutate, apply its patch, /validate. Returns the object to store or the denial.
-async fn admit(
-    server: &FakeApiServer,
-    target: &Target,
-    operation: &str,
-    user: &(String, Vec<String>),
-    object: &Value,
-    old: Option<&Value>,
-) -> Result<Value, Response> {
-    let webhook = server.webhook.lock().unwrap().clone();
-    let Some(webhook) = webhook.filter(|_| target.kind.1 == "accessrequests") else {
-        return Ok(object.clone());
-    };
-    let gvk = json!({"group": "jitguard.dev", "version": "v1alpha1", "kind": "AccessRequest"});
-    let gvr = json!({"group": "jitguard.dev", "version": "v1alpha1", "resource": "accessrequests"});
-    let mut current = object.clone();
-    for endpoint in ["mutate", "validate"] {
-        let mut request = json!({
-            "uid": format!("{}-{endpoint}-{}", operation.to_lowercase(), object["metadata"]["resourceVersion"].as_str().unwrap_or("0")),
-            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
-            "name": current["metadata"]["name"], "operation": operation,
-            "userInfo": {"username": user.0, "groups": user.1},
-            "object": current, "oldObject": old.cloned().unwrap_or(Value::Null), "dryRun": false,
-        });
-        if let Some(sub) = &target.sub {
-            request["subResource"] = json!(sub);
-        }
-        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
-        let answer = webhook
-            .client
-            .post(format!("{}/{endpoint}?timeout=10s", webhook.base))
-            .json(&review)
-            .send()
-            .await;
-        let answer: Value = match answer {
-            Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
-            Ok(r) => {
-                return Err(failure(
-                    500,
-                    "InternalError",
-                    &format!("failed calling webhook: HTTP {}", r.status()),
-                ))
-            }
-            Err(e) => {
-                return Err(failure(
-                    500,
-                    "InternalError",
-                    &format!("failed calling webhook: {e}"),
-                ))
-            }
-        };
-        let response = &answer["response"];
-        if response["allowed"] != true {
-            let message = response["status"]["message"].as_str().unwrap_or("denied");
-            return Err(failure(
-                403,
-                "Forbidden",
-                &format!(
-                    "admission webhook \"{endpoint}.jitguard.dev\" denied the request: {message}"
-                ),
-            ));
-        }
-        if let Some(p) = response["patch"].as_str() {
-            use base64::Engine as _;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
-            let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-            json_patch::patch(&mut current, &patch).unwrap();
-        }
-    }
-    Ok(current)
-}
-
-async fn create(
-    server: &FakeApiServer,
-    target: &Target,
-    body: &Bytes,
-    user: &(String, Vec<String>),
-) -> Response {
+fn create(server: &FakeApiServer, target: &Target, body: &Bytes) -> Response {
     let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
         return failure(400, "BadRequest", "body is not JSON");
     };
@@ -764,9 +532,6 @@ async fn create(
         if !namespace.is_empty() {
             object["metadata"]["namespace"] = json!(namespace);
         }
-        if WITH_STATUS.contains(&target.kind.1.as_str()) {
-            object.as_object_mut().unwrap().remove("status");
-        }
     }
     let name = object["metadata"]["name"].as_str().unwrap().to_string();
     if server.get_target(target, &name).is_some() {
@@ -776,10 +541,6 @@ async fn create(
             &format!("{} \"{name}\" already exists", target.kind.1),
         );
     }
-    let object = match admit(server, target, "CREATE", user, &object, None).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
     let mut inner = server.inner.lock().unwrap();
     let event = record(&mut inner, target.kind.clone(), &namespace, "ADDED", object);
     inner
@@ -789,13 +550,11 @@ async fn create(
     reply(201, event.object)
 }
 
-/// Replace (`check_version`: PUT's optimistic concurrency) or patch an object or its
-/// status, through admission.
-async fn write(
+/// Replace (`check_version`: PUT's optimistic concurrency) or patch an object.
+fn write(
     server: &FakeApiServer,
     target: &Target,
     name: &str,
-    user: &(String, Vec<String>),
     change: impl FnOnce(&Value) -> Result<Value, String>,
     check_version: bool,
 ) -> Response {
@@ -817,24 +576,7 @@ async fn write(
     for field in ["uid", "creationTimestamp", "name"] {
         next["metadata"][field] = current["metadata"][field].clone();
     }
-    let has_status = WITH_STATUS.contains(&target.kind.1.as_str());
-    if target.sub.as_deref() == Some("status") {
-        // The status subresource changes status only.
-        let status = next["status"].clone();
-        next = current.clone();
-        next["status"] = status;
-    } else if has_status {
-        next["status"] = current["status"].clone();
-        if next["spec"] != current["spec"] {
-            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-            next["metadata"]["generation"] = json!(generation);
-        }
-    }
     next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-    let next = match admit(server, target, "UPDATE", user, &next, Some(&current)).await {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
     let mut inner = server.inner.lock().unwrap();
     let event = record(
         &mut inner,

@@ -220,20 +220,22 @@ JITGUARD_AUDIT=$run/audit.jsonl
 BIN=$bin
 JITGUARD_BIN=$jitguard
 EOF
+  # kubectl finds `kubectl jit` as the plugin kubectl-jit on the PATH.
+  mkdir -p "$run/bin"
+  ln -sf "$jitguard" "$run/bin/kubectl-jit"
+  ln -sf "$jitguard" "$run/bin/jitguard"
   status
-  local k="$bin/kubectl --kubeconfig $kubeconfig"
   cat <<EOF
 
-Try it (contexts: ${users[*]}):
-  $k --context alice -n prod scale deploy web --replicas=0     # denied: needs a grant
-  $k --context alice -n dev create configmap hello --from-literal=a=b
-  $jitguard jit --kubeconfig $kubeconfig --context alice request --namespace prod \\
-      --api-group apps --resource deployments/scale --operation UPDATE --name web \\
+Try it, as any of: ${users[*]} (one kubeconfig context each)
+  export KUBECONFIG=$kubeconfig PATH=$bin:$run/bin:\$PATH
+  kubectl --context alice -n prod scale deploy web --replicas=0     # denied: needs a grant
+  kubectl jit --context alice request --namespace prod --api-group apps \\
+      --resource deployments/scale --operation UPDATE --name web \\
       --duration 30m --reason "scale down for INC-1" --ticket INC-1
-  $jitguard jit --kubeconfig $kubeconfig --context bob list --pending
-  $jitguard jit --kubeconfig $kubeconfig --context bob approve NAME
-  $jitguard jit --kubeconfig $kubeconfig --context sam approve NAME
-Logs and audit records: $run/logs, $run/audit.jsonl. Stop: bash tests/e2e/cluster.sh down
+  kubectl jit --context bob list --pending
+  kubectl jit --context bob approve NAME && kubectl jit --context sam approve NAME
+Logs: $run/logs; audit records: $run/audit.jsonl; stop: bash tests/e2e/cluster.sh down
 EOF
 }
 

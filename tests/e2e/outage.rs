@@ -40,6 +40,7 @@ fn copy_dir(from: &Path, to: &Path) {
 struct Replica {
     child: Child,
     webhook: String,
+    metrics: String,
 }
 
 impl Replica {
@@ -77,6 +78,7 @@ impl Replica {
         Replica {
             child,
             webhook: format!("https://127.0.0.1:{hook}"),
+            metrics: format!("http://127.0.0.1:{ops}/metrics"),
         }
     }
 }
@@ -282,6 +284,21 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
             .ok
     });
 
+    // One leader: every step was taken once, by the first replica.
+    let reporters: std::collections::BTreeSet<String> = c
+        .events_of(&grant)
+        .iter()
+        .filter_map(|e| e["reportingInstance"].as_str().map(String::from))
+        .collect();
+    assert_eq!(reporters, ["jitguard-0".to_string()].into());
+    let metrics = |url: &str| {
+        let out = Command::new("curl").args(["-fsS", url]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(metrics(&format!("{}/metrics", c.env("JITGUARD_METRICS")))
+        .contains("jitguard_controller_leader 1"));
+    assert!(metrics(&second.metrics).contains("jitguard_controller_leader 0"));
+
     eventually("the pending request lapses", LIMIT, || {
         let ar = c.access_request(&lapsing);
         ar["status"]["phase"] == "Expired"
@@ -441,6 +458,23 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
             .stderr
             .contains("not installed in this cluster")
     });
+
+    // Installed as kubectl-jit on the PATH, kubectl runs it as a plugin.
+    let path = format!(
+        "{}:{}",
+        c.dir.join("run/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let help = Command::new(Path::new(c.env("BIN")).join("kubectl"))
+        .args(["jit", "--help"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("request") && help.contains("approve") && help.contains("revoke"),
+        "{help}"
+    );
 
     // The playground's own promises: `up` while up refuses, `status` says what runs,
     // `down` stops exactly what `up` started.

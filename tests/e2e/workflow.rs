@@ -38,8 +38,9 @@ fn used_events(c: &Cluster, request: &str) -> Vec<Value> {
 }
 
 #[test]
-fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
+fn a_request_approved_by_a_team_lead_and_security_is_live_used_revoked_and_reaped() {
     let c = Cluster::shared();
+    // As the denial told her, with a role for the reads webhooks never see.
     let name = request(
         c,
         "alice",
@@ -53,6 +54,8 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
             "CREATE",
             "--duration",
             "30m",
+            "--role",
+            "ClusterRole/view",
         ],
     );
     assert_eq!(c.phase(&name), "Pending");
@@ -61,14 +64,33 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
         stored["spec"]["requester"], "alice",
         "the requester is stamped from the API server's userInfo: {stored}"
     );
+    let pending = c.jit("bob", &["list", "--pending"]).success();
+    assert!(pending.stdout.contains(&name), "{}", pending.text());
 
-    // Nobody approves their own request.
+    // Nobody approves their own request; carol is no approver for prod.
     let own = c.jit("alice", &["approve", &name]);
-    assert!(!own.ok, "{}", own.text());
-    assert!(own.text().contains("jitguard"), "{}", own.text());
+    assert!(
+        !own.ok
+            && own
+                .text()
+                .contains("you cannot approve or deny your own request"),
+        "{}",
+        own.text()
+    );
+    let outsider = c.jit("carol", &["approve", &name]);
+    assert!(
+        !outsider.ok && outsider.text().contains("not an approver"),
+        "{}",
+        outsider.text()
+    );
 
     // Protected namespaces need a team lead AND security.
-    c.jit("bob", &["approve", &name, "-m", "ok"]).success();
+    let first = c.jit("bob", &["approve", &name, "-m", "ok"]).success();
+    assert!(
+        first.stdout.contains("it is now Pending"),
+        "{}",
+        first.text()
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         c.phase(&name),
@@ -78,6 +100,11 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
     c.jit("sam", &["approve", &name, "-m", "ok"]).success();
     eventually("the request goes live", LIMIT, || {
         c.phase(&name) == "Approved"
+    });
+    let binding = format!("jit-{name}");
+    eventually("the grant's role is bound", LIMIT, || {
+        c.kubectl("admin", &["-n", "prod", "get", "rolebinding", &binding])
+            .ok
     });
 
     // A dry run under the grant is allowed and leaves no grant-use Event behind.
@@ -120,9 +147,22 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
         1,
         "only the real create is a use, the dry runs are not: {used:?}"
     );
+    assert!(
+        used[0]["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("alice: CREATE configmaps prod/{cm}")),
+        "{used:?}"
+    );
 
-    // Revoked by an approver: denied again, at once.
-    c.jit("bob", &["revoke", &name]).success();
+    // carol may not revoke it; alice may: denied again at once, the binding reaped.
+    let refused = c.jit("carol", &["revoke", &name]);
+    assert!(
+        !refused.ok && refused.text().contains("only the requester"),
+        "{}",
+        refused.text()
+    );
+    c.jit("alice", &["revoke", &name]).success();
     assert_eq!(c.phase(&name), "Revoked");
     let again = unique("after-revoke");
     eventually(
@@ -142,6 +182,64 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_and_revoked() {
             );
             !run.ok && run.stderr.contains("jitguard")
         },
+    );
+    eventually("the RoleBinding is reaped", LIMIT, || {
+        !c.kubectl("admin", &["-n", "prod", "get", "rolebinding", &binding])
+            .ok
+    });
+
+    // Every step is an Event on the request, from the controller, and an audit record.
+    let steps = [
+        "Requested",
+        "Approval",
+        "Approved",
+        "Provisioned",
+        "Revoked",
+        "Reaped",
+    ];
+    eventually("an Event for every step", LIMIT, || {
+        let events = c.events_of(&name);
+        steps
+            .iter()
+            .all(|step| events.iter().any(|e| e["reason"] == *step))
+    });
+    let events = c.events_of(&name);
+    let approval = events.iter().find(|e| e["reason"] == "Approval").unwrap();
+    assert_eq!(approval["regarding"]["kind"], "AccessRequest");
+    assert_eq!(approval["reportingController"], "jitguard-controller");
+    let audited: Vec<String> = c
+        .audit()
+        .iter()
+        .filter(|r| r["request"] == name.as_str())
+        .filter_map(|r| r["event"].as_str().map(String::from))
+        .collect();
+    for step in [
+        "access.requested",
+        "access.approved",
+        "access.provisioned",
+        "access.revoked",
+        "access.reaped",
+    ] {
+        assert!(
+            audited.iter().any(|e| e == step),
+            "no audit record {step}: {audited:?}"
+        );
+    }
+
+    // show and list as the requester, and JSON for scripts.
+    let shown = c.jit("alice", &["show", &name]).success();
+    assert!(
+        shown.stdout.contains("approved by bob") && shown.stdout.contains("Revoked"),
+        "{}",
+        shown.text()
+    );
+    let mine = c.jit("alice", &["list", "-o", "json"]).success().json();
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["metadata"]["name"] == name.as_str()),
+        "{mine}"
     );
 }
 
@@ -274,8 +372,9 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
             .any(|e| e["type"] == "Warning" && e["reason"] == "BreakGlass")
     });
     let cm = unique("glass-cm");
+    let mut used = None;
     eventually("carol's change is allowed", LIMIT, || {
-        c.kubectl(
+        let run = c.kubectl(
             "carol",
             &[
                 "-n",
@@ -285,9 +384,18 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
                 &cm,
                 "--from-literal=a=b",
             ],
-        )
-        .ok
+        );
+        let allowed = run.ok;
+        used = Some(run);
+        allowed
     });
+    // kubectl shows the admission warning that a break-glass grant was used.
+    let used = used.unwrap();
+    assert!(
+        used.stderr.contains("Warning:") && used.stderr.contains("break-glass"),
+        "{}",
+        used.text()
+    );
 
     // alice is not on call: her break-glass request is refused outright.
     let refused = c.jit(
@@ -445,6 +553,23 @@ subjects: [{{kind: User, name: alice}}]
     assert!(c.access_request(&waiting)["status"]["approvals"]
         .as_array()
         .is_none_or(|a| a.is_empty()));
+
+    // Unlabelled (by its operator), the namespace stops needing grants.
+    c.setup(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}, labels: {{jitguard.dev/protected: "false"}}}}
+"#
+    ))
+    .success();
+    eventually("jitguard sees the label go", LIMIT, || {
+        c.kubectl(
+            "alice",
+            &["-n", &ns, "create", "configmap", &cm, "--from-literal=a=b"],
+        )
+        .ok
+    });
 }
 
 #[test]

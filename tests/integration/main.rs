@@ -12,7 +12,6 @@ mod common;
 mod admission;
 mod bad_input;
 mod cli;
-mod controller;
 mod fuzz;
 mod grants;
 mod hostile;

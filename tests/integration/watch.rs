@@ -198,35 +198,3 @@ async fn the_server_is_ready_only_after_the_first_sync_and_fails_closed_when_sta
         .await
         .contains("jitguard_grant_cache_stale 1"));
 }
-
-/// Label-based protection in a cluster: jitguard watches Namespaces, so a pod created in
-/// a namespace labelled `jitguard.dev/protected: "true"` needs a grant, and stops needing
-/// one when the label is removed.
-#[tokio::test]
-async fn namespace_labels_are_watched_and_protect_the_objects_inside() {
-    let api = FakeApiServer::start().await;
-    let namespace = |protected: &str| {
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "team-a", "labels": {"jitguard.dev/protected": protected}},
-        })
-    };
-    api.put("api/v1", "namespaces", "", namespace("true"));
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::with(Options {
-        policies: None,
-        kubeconfig: Some(api.kubeconfig(dir.path())),
-        args: vec!["--controller=false".into()],
-        ..Options::default()
-    });
-    let pod = crate::common::in_namespace(review("pod-create-dev"), "team-a");
-    let denied = server.decide_until(&pod, false).await;
-    assert_eq!(denied["allowed"], false, "{}", server.logs().join("\n"));
-    assert!(denied["status"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("protected namespace team-a"));
-    api.put("api/v1", "namespaces", "", namespace("false"));
-    let allowed = server.decide_until(&pod, true).await;
-    assert_eq!(allowed["allowed"], true, "{allowed}");
-}
