@@ -83,13 +83,18 @@ impl LeaderElector {
         };
         let mut next = current.clone();
         next.spec = Some(spec(transitions, acquired));
+        self.replace(&next).await
+    }
+
+    /// Writes the Lease with the resourceVersion it was read at. `Ok(false)`: someone
+    /// else wrote it first (409), so this write did not happen.
+    async fn replace(&self, lease: &Lease) -> Result<bool, kube::Error> {
         match self
             .api
-            .replace(&self.name, &PostParams::default(), &next)
+            .replace(&self.name, &PostParams::default(), lease)
             .await
         {
             Ok(_) => Ok(true),
-            // Someone else wrote first this round.
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
@@ -109,15 +114,7 @@ impl LeaderElector {
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
         lease.spec = Some(spec);
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(true),
-            // Taken over meanwhile: nothing of ours to give up.
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        }
+        // A conflict: taken over meanwhile, nothing of ours to give up.
+        self.replace(&lease).await
     }
 }

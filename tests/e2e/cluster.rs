@@ -162,6 +162,37 @@ impl Cluster {
         run_with_input(command, input)
     }
 
+    /// `kubectl create configmap NAME --from-literal=a=b` in `namespace` as `user`, with
+    /// `extra` flags (`--dry-run=server`): the smallest change there is.
+    pub fn create_configmap(&self, user: &str, namespace: &str, name: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "-n",
+            namespace,
+            "create",
+            "configmap",
+            name,
+            "--from-literal=a=b",
+        ];
+        args.extend_from_slice(extra);
+        self.kubectl(user, &args)
+    }
+
+    /// `kubectl jit request` as `user` for the scope in `scope` (flags), named `name`,
+    /// with a reason and a ticket.
+    pub fn ask(&self, user: &str, name: &str, scope: &[&str]) -> Run {
+        let mut args = vec![
+            "request",
+            "--request-name",
+            name,
+            "--reason",
+            "e2e: fix INC-7",
+            "--ticket",
+            "INC-7",
+        ];
+        args.extend_from_slice(scope);
+        self.jit(user, &args)
+    }
+
     /// `kubectl apply -f -` of a YAML text, as `user`.
     pub fn apply(&self, user: &str, yaml: &str) -> Run {
         self.kubectl_with_input(user, &["apply", "-f", "-"], Some(yaml))
@@ -276,7 +307,7 @@ fn prune_earlier_runs() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let pid = name.trim_start_matches("policies-");
         let pid = pid.split('-').next().unwrap_or_default();
-        if !Path::new("/proc").join(pid).exists() {
+        if !pid.parse().is_ok_and(alive) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -302,6 +333,25 @@ fn run_with_input(mut command: Command, input: Option<&str>) -> Run {
             .unwrap();
     }
     Run::from(child.wait_with_output().unwrap())
+}
+
+/// Copies a folder tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Whether a process still runs.
+pub fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Polls `check` until it holds, up to `limit` (generous: the machine is shared).

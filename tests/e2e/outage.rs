@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{eventually, root, unique, Cluster, Options};
+use crate::cluster::{alive, copy_dir, eventually, root, unique, Cluster, Options};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -20,19 +20,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A second `jitguard serve`, as a second pod of the Deployment would be: the same
@@ -195,12 +182,10 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
 
     // A pending request lapses after the TTL.
     let lapsing = unique("lapse");
-    c.jit(
+    c.ask(
         "alice",
+        &lapsing,
         &[
-            "request",
-            "--request-name",
-            &lapsing,
             "--namespace",
             "prod",
             "--resource",
@@ -209,10 +194,6 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
             "CREATE",
             "--duration",
             "10m",
-            "--reason",
-            "e2e: nobody answers",
-            "--ticket",
-            "INC-1",
         ],
     )
     .success();
@@ -227,12 +208,10 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
 
     // A live grant, then its revocation: both replicas enforce it.
     let grant = unique("both");
-    c.jit(
+    c.ask(
         "alice",
+        &grant,
         &[
-            "request",
-            "--request-name",
-            &grant,
             "--namespace",
             "prod",
             "--resource",
@@ -241,10 +220,6 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
             "CREATE",
             "--duration",
             "30m",
-            "--reason",
-            "e2e: two replicas",
-            "--ticket",
-            "INC-2",
         ],
     )
     .success();
@@ -255,18 +230,7 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
     });
     // Created under the grant through the API server: labelled, and reaped once it ends.
     let notes = unique("notes");
-    c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "prod",
-            "create",
-            "configmap",
-            &notes,
-            "--from-literal=a=b",
-        ],
-    )
-    .success();
+    c.create_configmap("alice", "prod", &notes, &[]).success();
     c.jit("bob", &["revoke", &grant]).success();
     let revoked = Instant::now();
     eventually("both replicas enforce the revocation", LIMIT, || {
@@ -321,58 +285,21 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
         || lease_holder(&c) == "jitguard-1",
     );
     eprintln!("Lease taken over after {:?}", stopped.elapsed());
-    eventually("the stopped replica exits", LIMIT, || {
-        !Command::new("kill")
-            .args(["-0", &leader.to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    });
+    eventually("the stopped replica exits", LIMIT, || !alive(leader));
 
     // The API server's webhooks still point at the stopped replica: with failurePolicy
     // Fail, prod refuses changes with the API server's own error, kube-system works.
-    let refused = c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "prod",
-            "create",
-            "configmap",
-            "while-down",
-            "--from-literal=a=b",
-        ],
-    );
+    let refused = c.create_configmap("alice", "prod", "while-down", &[]);
     assert!(!refused.ok, "{}", refused.text());
     assert!(
         refused.stderr.contains("failed calling webhook"),
         "{}",
         refused.text()
     );
-    let refused_dev = c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "dev",
-            "create",
-            "configmap",
-            "while-down",
-            "--from-literal=a=b",
-        ],
-    );
+    let refused_dev = c.create_configmap("alice", "dev", "while-down", &[]);
     assert!(!refused_dev.ok, "every guarded namespace fails closed");
-    c.kubectl(
-        "admin",
-        &[
-            "-n",
-            "kube-system",
-            "create",
-            "configmap",
-            "while-down",
-            "--from-literal=a=b",
-        ],
-    )
-    .success();
+    c.create_configmap("admin", "kube-system", "while-down", &[])
+        .success();
 
     // The README's emergency procedure, exactly as written there.
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
@@ -390,18 +317,8 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
         let args: Vec<&str> = line.split_whitespace().skip(1).collect();
         c.kubectl("admin", &args).success();
     }
-    c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "prod",
-            "create",
-            "configmap",
-            "after-emergency",
-            "--from-literal=a=b",
-        ],
-    )
-    .success();
+    c.create_configmap("alice", "prod", "after-emergency", &[])
+        .success();
 
     // Then "re-apply the overlay": both shipped overlays are accepted by this API server.
     crate::overlays::are_accepted_by_the_api_server(&c);
@@ -511,13 +428,7 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
     .collect();
     assert!(script("down").status.success());
     for pid in pids {
-        let alive = Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        assert!(!alive, "pid {pid} still runs after down");
+        assert!(!alive(pid), "pid {pid} still runs after down");
     }
     assert_eq!(script("status").status.code(), Some(3), "status after down");
 }

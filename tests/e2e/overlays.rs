@@ -2,10 +2,9 @@
 //! validates every object (the CRD's structural schema, the webhook configurations'
 //! matchConditions CEL, the Deployment, RBAC) without storing any.
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::cluster::{root, Cluster};
+use crate::cluster::{copy_dir, root, Cluster};
 
 /// What the cert-manager overlay needs present: cert-manager's two kinds. Their real
 /// schemas are not available offline; these accept any spec, so the API server checks
@@ -38,19 +37,6 @@ spec:
       schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 "#;
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Both overlays are accepted by `c`'s API server, every object of them. Run as the
 /// cluster's admin, where jitguard's own webhooks are not registered (an install or a
 /// re-install after the emergency procedure).
@@ -59,8 +45,8 @@ pub fn are_accepted_by_the_api_server(c: &Cluster) {
     // work tree.
     let tree = c.dir.join("overlays");
     let _ = std::fs::remove_dir_all(&tree);
-    copy_tree(&root().join("manifests"), &tree.join("manifests"));
-    copy_tree(&root().join("policies"), &tree.join("policies"));
+    copy_dir(&root().join("manifests"), &tree.join("manifests"));
+    copy_dir(&root().join("policies"), &tree.join("policies"));
     let certs = Command::new(env!("CARGO_BIN_EXE_jitguard"))
         .args(["certs", "--out"])
         .arg(tree.join("manifests/overlays/plain/tls"))

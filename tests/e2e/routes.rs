@@ -11,17 +11,7 @@ fn a_change_in_prod_is_denied_with_the_command_that_asks_for_access() {
     let c = Cluster::shared();
     let name = unique("denied");
     let run = c
-        .kubectl(
-            "alice",
-            &[
-                "-n",
-                "prod",
-                "create",
-                "configmap",
-                &name,
-                "--from-literal=a=b",
-            ],
-        )
+        .create_configmap("alice", "prod", &name, &[])
         .denied_by_jitguard();
     let text = run.text();
     assert!(
@@ -47,18 +37,7 @@ fn a_change_in_prod_is_denied_with_the_command_that_asks_for_access() {
 fn in_dev_the_same_change_is_allowed() {
     let c = Cluster::shared();
     let name = unique("allowed");
-    c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "dev",
-            "create",
-            "configmap",
-            &name,
-            "--from-literal=a=b",
-        ],
-    )
-    .success();
+    c.create_configmap("alice", "dev", &name, &[]).success();
     c.kubectl("alice", &["-n", "dev", "delete", "configmap", &name])
         .success();
 }
@@ -67,32 +46,10 @@ fn in_dev_the_same_change_is_allowed() {
 fn server_side_dry_run_is_decided_the_same_way() {
     let c = Cluster::shared();
     let name = unique("dry");
-    c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "prod",
-            "create",
-            "configmap",
-            &name,
-            "--from-literal=a=b",
-            "--dry-run=server",
-        ],
-    )
-    .denied_by_jitguard();
-    c.kubectl(
-        "alice",
-        &[
-            "-n",
-            "dev",
-            "create",
-            "configmap",
-            &name,
-            "--from-literal=a=b",
-            "--dry-run=server",
-        ],
-    )
-    .success();
+    c.create_configmap("alice", "prod", &name, &["--dry-run=server"])
+        .denied_by_jitguard();
+    c.create_configmap("alice", "dev", &name, &["--dry-run=server"])
+        .success();
     // A dry run stores nothing, in dev either.
     assert!(
         !c.kubectl("admin", &["-n", "dev", "get", "configmap", &name])

@@ -9,18 +9,9 @@ use crate::cluster::{eventually, unique, Cluster};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn request(c: &Cluster, user: &str, name: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "request",
-        "--request-name",
-        name,
-        "--reason",
-        "e2e: fix INC-7",
-        "--ticket",
-        "INC-7",
-    ];
-    args.extend_from_slice(extra);
-    let run = c.jit(user, &args).success();
+/// Asks for `scope` as `user`, under `name`, and checks it was created Pending.
+fn request(c: &Cluster, user: &str, name: &str, scope: &[&str]) -> String {
+    let run = c.ask(user, name, scope).success();
     assert!(
         run.stdout
             .contains(&format!("accessrequest {name} created (Pending)")),
@@ -110,18 +101,8 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_revoked_and_reape
     // A dry run under the grant is allowed and leaves no grant-use Event behind.
     let cm = unique("under-grant");
     let create = |dry: bool| {
-        let mut args = vec![
-            "-n",
-            "prod",
-            "create",
-            "configmap",
-            cm.as_str(),
-            "--from-literal=a=b",
-        ];
-        if dry {
-            args.push("--dry-run=server");
-        }
-        c.kubectl("alice", &args)
+        let extra: &[&str] = if dry { &["--dry-run=server"] } else { &[] };
+        c.create_configmap("alice", "prod", &cm, extra)
     };
     eventually("jitguard sees the live grant", LIMIT, || create(true).ok);
     // The real change: allowed, labelled with the grant, and one Used Event.
@@ -169,17 +150,7 @@ fn a_request_approved_by_a_team_lead_and_security_is_live_used_revoked_and_reape
         "the revocation is enforced",
         Duration::from_secs(10),
         || {
-            let run = c.kubectl(
-                "alice",
-                &[
-                    "-n",
-                    "prod",
-                    "create",
-                    "configmap",
-                    &again,
-                    "--from-literal=a=b",
-                ],
-            );
+            let run = c.create_configmap("alice", "prod", &again, &[]);
             !run.ok && run.stderr.contains("jitguard")
         },
     );
@@ -339,13 +310,11 @@ spec:
 fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
     let c = Cluster::shared();
     let name = unique("glass");
-    c.jit(
+    c.ask(
         "carol",
+        &name,
         &[
-            "request",
             "--break-glass",
-            "--request-name",
-            &name,
             "--namespace",
             "prod",
             "--resource",
@@ -354,10 +323,6 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
             "CREATE",
             "--duration",
             "15m",
-            "--reason",
-            "e2e: prod is down",
-            "--ticket",
-            "INC-9",
         ],
     )
     .success();
@@ -374,17 +339,7 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
     let cm = unique("glass-cm");
     let mut used = None;
     eventually("carol's change is allowed", LIMIT, || {
-        let run = c.kubectl(
-            "carol",
-            &[
-                "-n",
-                "prod",
-                "create",
-                "configmap",
-                &cm,
-                "--from-literal=a=b",
-            ],
-        );
+        let run = c.create_configmap("carol", "prod", &cm, &[]);
         let allowed = run.ok;
         used = Some(run);
         allowed
@@ -398,13 +353,11 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
     );
 
     // alice is not on call: her break-glass request is refused outright.
-    let refused = c.jit(
+    let refused = c.ask(
         "alice",
+        &unique("glass-alice"),
         &[
-            "request",
             "--break-glass",
-            "--request-name",
-            &unique("glass-alice"),
             "--namespace",
             "prod",
             "--resource",
@@ -413,10 +366,6 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
             "CREATE",
             "--duration",
             "15m",
-            "--reason",
-            "e2e: me too",
-            "--ticket",
-            "INC-9",
         ],
     );
     assert!(!refused.ok, "{}", refused.text());
@@ -504,10 +453,7 @@ subjects: [{{kind: User, name: alice}}]
     .success();
     let cm = unique("cm");
     eventually("jitguard knows the label and denies", LIMIT, || {
-        let run = c.kubectl(
-            "alice",
-            &["-n", &ns, "create", "configmap", &cm, "--from-literal=a=b"],
-        );
+        let run = c.create_configmap("alice", &ns, &cm, &[]);
         !run.ok && run.stderr.contains(&format!("in protected namespace {ns}"))
     });
 
@@ -564,11 +510,7 @@ metadata: {{name: {ns}, labels: {{jitguard.dev/protected: "false"}}}}
     ))
     .success();
     eventually("jitguard sees the label go", LIMIT, || {
-        c.kubectl(
-            "alice",
-            &["-n", &ns, "create", "configmap", &cm, "--from-literal=a=b"],
-        )
-        .ok
+        c.create_configmap("alice", &ns, &cm, &[]).ok
     });
 }
 
