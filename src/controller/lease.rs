@@ -99,6 +99,7 @@ impl LeaderElector {
             Err(e) => Err(e),
         }
     }
+
     /// Gives the lease up if this replica holds it, as client-go does on a clean stop
     /// (`ReleaseOnCancel`): no holder and a one-second duration, so another replica takes
     /// over at once instead of after `leaseDurationSeconds`. `Ok(false)`: not held.
