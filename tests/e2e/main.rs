@@ -21,3 +21,44 @@ mod outage;
 mod overlays;
 mod routes;
 mod workflow;
+
+/// Without Go the control plane cannot be built: the tests fail, saying what to install
+/// (never a silent skip).
+#[test]
+fn without_go_the_build_says_what_to_install() {
+    use std::process::Command;
+    // A PATH with the tools build.sh uses and no go.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    for tool in [
+        "bash",
+        "awk",
+        "cat",
+        "sha256sum",
+        "cut",
+        "mkdir",
+        "flock",
+        "sed",
+        "dirname",
+        "rm",
+    ] {
+        let found = Command::new("bash")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        let _ = std::os::unix::fs::symlink(path, dir.join(tool));
+    }
+    let out = Command::new(dir.join("bash"))
+        .arg(cluster::root().join("tests/e2e/controlplane/build.sh"))
+        .env("PATH", dir)
+        .env("JITGUARD_E2E_BIN", dir.join("bin"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("'go' is not on PATH") && stderr.contains("install Go 1.24+"),
+        "{stderr}"
+    );
+}
