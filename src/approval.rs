@@ -269,6 +269,13 @@ fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
         }
     }
     if spec.break_glass {
+        // Emergency access goes to the person on call, never to everyone in a group: a
+        // group grant would make it live, unapproved, for people who did not ask.
+        if let Some(group) = &spec.group {
+            out.deny(format!(
+                "break-glass is for the requester alone, not for a group ({group:?}); ask without --group"
+            ));
+        }
         if !caller.in_any(&policy.break_glass_groups) {
             out.deny(format!(
                 "break-glass is reserved to members of {}; you are not one",
@@ -1088,6 +1095,18 @@ mod tests {
             long.denials.iter().any(|d| d.contains("at most 1h")),
             "{:?}",
             long.denials
+        );
+        // For the whole on-call group: refused, even to a member.
+        glass.spec.duration = "30m".into();
+        glass.spec.group = Some("oncall".into());
+        let group = admit(&create_change(caller("alice", &oncall), &glass, &p), false);
+        assert!(
+            group
+                .denials
+                .iter()
+                .any(|d| d.contains("break-glass is for the requester alone")),
+            "{:?}",
+            group.denials
         );
     }
 

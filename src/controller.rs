@@ -201,16 +201,16 @@ impl Controller {
         } else {
             None
         };
-        let extended_end = ar
-            .spec
-            .extends
-            .as_ref()
-            .and_then(|name| all.get(name))
-            .and_then(|old| extended_end(ar, old));
+        let extended = ar.spec.extends.as_ref().and_then(|name| all.get(name));
         let cx = Context {
             now,
             policy: policy.as_ref(),
-            extended_end,
+            extended_end: extended.and_then(|old| extended_end(ar, old)),
+            extended_revoked: extended.is_some_and(|old| {
+                old.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::Revoked)
+            }),
         };
         let plan = plan::plan(ar, &cx);
         if plan.is_empty() {

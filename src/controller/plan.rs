@@ -73,6 +73,8 @@ pub struct Context<'a> {
     pub policy: Option<&'a AccessPolicy>,
     /// For `spec.extends`: when the extended grant ends.
     pub extended_end: Option<Timestamp>,
+    /// For `spec.extends`: the extended grant was revoked, which ends this one too.
+    pub extended_revoked: bool,
 }
 
 /// Whether planning this request needs the access policy (only pending requests and
@@ -92,6 +94,23 @@ pub fn plan(ar: &AccessRequest, cx: &Context<'_>) -> Plan {
     let status = ar.status.clone().unwrap_or_default();
     let now = cx.now;
     let mut plan = Plan::default();
+    if cx.extended_revoked && matches!(status.phase, Phase::Pending | Phase::Approved) {
+        // Revoking a grant ends its chain: an extension must not start when the revoked
+        // grant would have ended, nor at once when approved.
+        let mut next = status;
+        next.phase = Phase::Revoked;
+        next.revoked_at = Some(Time(now));
+        let extended = ar.spec.extends.clone().unwrap_or_default();
+        plan.steps.push(Step::new(
+            "access.revoked",
+            "Revoked",
+            format!("the grant it extends, {extended}, was revoked"),
+            "",
+        ));
+        plan.reap = next.approved_at.is_some();
+        plan.status = Some(next);
+        return plan;
+    }
     match status.phase {
         Phase::Pending => pending(ar, status, cx, &mut plan),
         Phase::Approved => {
@@ -197,7 +216,23 @@ fn pending(ar: &AccessRequest, status: AccessRequestStatus, cx: &Context<'_>, pl
                 _ => false,
             };
             let mut next = status;
-            if member && within {
+            // For the requester alone: the webhook refuses a group's at creation, and so
+            // does the controller, should one get past it.
+            let refusal = if spec.group.is_some() {
+                Some("break-glass is for the requester alone, not for a group")
+            } else if !(member && within) {
+                // The access policy changed since creation: the webhook checked it then.
+                Some("the access policy no longer allows this break-glass request")
+            } else {
+                None
+            };
+            if let Some(message) = refusal {
+                next.phase = Phase::Denied;
+                set_condition(&mut next, BREAK_GLASS, false, "NotAllowed", message, now);
+                plan.steps
+                    .push(Step::new("access.denied", "Denied", message.into(), "").warning());
+                plan.status = Some(next);
+            } else {
                 let mut next = approve(next, now);
                 next.review_required = true;
                 set_condition(
@@ -217,27 +252,6 @@ fn pending(ar: &AccessRequest, status: AccessRequestStatus, cx: &Context<'_>, pl
                             spec.requester, spec.duration
                         ),
                         &spec.requester,
-                    )
-                    .warning(),
-                );
-                plan.status = Some(next);
-            } else {
-                // The access policy changed since creation: the webhook checked it then.
-                next.phase = Phase::Denied;
-                set_condition(
-                    &mut next,
-                    BREAK_GLASS,
-                    false,
-                    "NotAllowed",
-                    "the access policy no longer allows this break-glass request",
-                    now,
-                );
-                plan.steps.push(
-                    Step::new(
-                        "access.denied",
-                        "Denied",
-                        "break-glass no longer allowed by the access policy".into(),
-                        "",
                     )
                     .warning(),
                 );
@@ -376,6 +390,7 @@ mod tests {
             now: at(now),
             policy,
             extended_end: None,
+            extended_revoked: false,
         }
     }
 
@@ -436,6 +451,41 @@ mod tests {
             .status
             .unwrap();
         assert_eq!(status.phase, Phase::Denied);
+    }
+
+    #[test]
+    fn revoking_a_grant_revokes_its_extensions_pending_or_approved() {
+        let p = policy();
+        let mut ar = request(Phase::Pending);
+        ar.spec.extends = Some("first".into());
+        let mut c = cx("2026-11-23T10:00:05Z", Some(&p));
+        c.extended_revoked = true;
+        let pending = plan(&ar, &c);
+        let status = pending.status.unwrap();
+        assert_eq!(status.phase, Phase::Revoked, "not approved by policy");
+        assert!(!pending.reap, "nothing approved, nothing to reap");
+        assert!(pending.steps[0].note.contains("first, was revoked"));
+
+        let mut later = approved("2026-11-23T11:00:00Z", "2026-11-23T11:30:00Z");
+        later.spec.extends = Some("first".into());
+        let approved = plan(&later, &c);
+        assert_eq!(approved.status.unwrap().phase, Phase::Revoked);
+        assert!(approved.reap);
+    }
+
+    #[test]
+    fn break_glass_for_a_group_is_denied_even_to_a_member() {
+        let p = policy();
+        let mut ar = request(Phase::Pending);
+        ar.spec.break_glass = true;
+        ar.spec.group = Some("oncall".into());
+        let plan = plan(&ar, &cx("2026-11-23T10:00:05Z", Some(&p)));
+        let status = plan.status.unwrap();
+        assert_eq!(status.phase, Phase::Denied);
+        assert_eq!(
+            condition(&status, BREAK_GLASS).unwrap().message,
+            "break-glass is for the requester alone, not for a group"
+        );
     }
 
     #[test]

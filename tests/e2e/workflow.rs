@@ -352,6 +352,33 @@ fn break_glass_is_live_at_once_for_the_on_call_and_refused_to_others() {
         used.text()
     );
 
+    // Break-glass is for carol alone, not for everyone on call with her.
+    let group = c.ask(
+        "carol",
+        &unique("glass-group"),
+        &[
+            "--break-glass",
+            "--group",
+            "sre-oncall",
+            "--namespace",
+            "prod",
+            "--resource",
+            "configmaps",
+            "--operation",
+            "CREATE",
+            "--duration",
+            "15m",
+        ],
+    );
+    assert!(
+        !group.ok
+            && group
+                .text()
+                .contains("break-glass is for the requester alone"),
+        "{}",
+        group.text()
+    );
+
     // alice is not on call: her break-glass request is refused outright.
     let refused = c.ask(
         "alice",
@@ -431,6 +458,12 @@ fn policy_approves_short_debugging_outside_protected_namespaces_and_an_extension
         first["status"]["expiresAt"],
         "the extension starts when the first grant ends"
     );
+
+    // Revoking the first grant ends the chain: the extension is revoked with it.
+    c.jit("alice", &["revoke", &name]).success();
+    eventually("the extension is revoked too", LIMIT, || {
+        c.phase(&ext) == "Revoked"
+    });
 }
 
 #[test]
