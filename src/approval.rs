@@ -312,8 +312,15 @@ fn list_or_none(groups: &[String]) -> String {
     }
 }
 
+/// The API server always sends the stored object with an UPDATE; a review without it
+/// cannot be checked, so it is refused rather than let through.
+const NO_OLD_OBJECT: &str =
+    "an AccessRequest update without request.oldObject cannot be checked; refused";
+
 fn update_spec(change: &Change<'_>, out: &mut Outcome) {
-    let Some(old) = change.old else { return };
+    let Some(old) = change.old else {
+        return out.deny(NO_OLD_OBJECT);
+    };
     let (new, old) = (&change.object.spec, &old.spec);
     let mut changed = Vec::new();
     if new.scope != old.scope {
@@ -358,7 +365,9 @@ fn update_status(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
         now,
         ..
     } = *change;
-    let Some(old) = old else { return };
+    let Some(old) = old else {
+        return out.deny(NO_OLD_OBJECT);
+    };
     if caller.user == change.controller {
         return;
     }
@@ -1126,5 +1135,27 @@ mod tests {
             "{:?}",
             v.denials
         );
+    }
+
+    #[test]
+    fn an_update_without_the_stored_object_is_refused() {
+        let p = policy();
+        let old = request("alice", Phase::Pending, vec![]);
+        let mut approved = old.clone();
+        approved.status.get_or_insert_with(Default::default).phase = Phase::Approved;
+        let dev = groups(&["developers"]);
+        for sub in ["status", ""] {
+            let mut c = change(caller("alice", &dev), &approved, &old, &p);
+            c.sub_resource = sub;
+            c.old = None;
+            let v = admit(&c, false);
+            assert!(
+                v.denials
+                    .iter()
+                    .any(|d| d.contains("without request.oldObject")),
+                "{sub:?}: {:?}",
+                v.denials
+            );
+        }
     }
 }
