@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::admission::Operation;
-use crate::policy::{Enforcement, Evaluation, RuleKind};
+use crate::policy::{Enforcement, Evaluation, PackageResult, RuleKind, ACCESS_PACKAGE};
 
 /// Kubernetes shows at most this many characters of a warning without truncating it.
 pub const WARNING_LIMIT: usize = 120;
@@ -157,7 +157,7 @@ pub fn decide(
     let mut patch = Vec::new();
 
     for pkg in &evaluation.packages {
-        let mode = options.enforcement.unwrap_or(pkg.enforcement);
+        let mode = mode(pkg, options);
         if let Some(error) = &pkg.error {
             let line = format!("[{}] policy error: {error}", pkg.package);
             errors.push(line.clone());
@@ -313,9 +313,21 @@ pub fn decide(
 pub fn needs_grant(evaluation: &Evaluation, options: Options) -> bool {
     evaluation.packages.iter().any(|p| {
         p.error.is_none()
-            && options.enforcement.unwrap_or(p.enforcement).enforced()
+            && mode(p, options).enforced()
             && p.of_kind(RuleKind::RequireGrant).next().is_some()
     })
+}
+
+/// How a package's findings count: the server-wide `--enforcement` (roll-out mode) or the
+/// package's own. The access policy's rules (what is requestable, for how long, tickets)
+/// guard the workflow's integrity, not the cluster: roll-out mode never relaxes them,
+/// like the workflow's own refusals.
+fn mode(pkg: &PackageResult, options: Options) -> Enforcement {
+    if &*pkg.package == ACCESS_PACKAGE {
+        Enforcement::Deny
+    } else {
+        options.enforcement.unwrap_or(pkg.enforcement)
+    }
 }
 
 /// Label and annotate what a grant creates or changes, so that the reaper can remove
@@ -393,7 +405,7 @@ mod tests {
         clippy::panic
     )]
     use super::*;
-    use crate::policy::{Finding, PackageResult};
+    use crate::policy::Finding;
     use std::sync::Arc;
 
     fn pkg(name: &str, findings: &[(RuleKind, &str)]) -> PackageResult {
@@ -461,6 +473,27 @@ mod tests {
             "{}",
             d.message
         );
+    }
+
+    #[test]
+    fn the_access_policy_denies_even_in_audit_mode() {
+        let access = pkg(
+            ACCESS_PACKAGE,
+            &[(RuleKind::Deny, "scope rule 0 is not requestable by you")],
+        );
+        let d = decide(
+            &Evaluation {
+                packages: vec![access],
+            },
+            &not_covered(),
+            validate(),
+            Options {
+                enforcement: Some(Enforcement::Audit),
+                ..Options::default()
+            },
+        );
+        assert!(!d.allowed, "{d:?}");
+        assert!(d.message.contains("not requestable"), "{}", d.message);
     }
 
     fn run(packages: Vec<PackageResult>, grant: &GrantCheck) -> Decision {
