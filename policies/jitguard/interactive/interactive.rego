@@ -20,6 +20,7 @@ connect := {
 
 require_grant contains msg if {
 	input.request.operation == "CONNECT"
+	input.request.resource.group == ""
 	what := connect[input.request.resource.resource][input.request.subResource]
 	in_protected_namespace
 	not exempt
@@ -29,6 +30,7 @@ require_grant contains msg if {
 require_grant contains msg if {
 	input.request.operation == "UPDATE"
 	input.request.resource.resource == "pods"
+	input.request.resource.group == ""
 	input.request.subResource == "ephemeralcontainers"
 	in_protected_namespace
 	not exempt

@@ -36,19 +36,26 @@ protected_namespace(ns) if input.jit.namespaces[ns].labels[config.protected.labe
 
 in_protected_namespace if protected_namespace(input.request.namespace)
 
+# A Namespace of the core group (the object, or its status): a custom resource whose kind
+# is also called Namespace is not one, and is guarded like any other object.
+namespace_request if {
+	input.request.resource.resource == "namespaces"
+	input.request.resource.group == ""
+}
+
 protected_namespace_object if {
-	input.request.kind.kind == "Namespace"
+	namespace_request
 	protected_namespace(input.request.name)
 }
 
 protected_namespace_object if {
-	input.request.kind.kind == "Namespace"
+	namespace_request
 	obj.metadata.labels[config.protected.label] == "true"
 }
 
 # Removing the label is a change to a protected namespace too, not a way out of it.
 protected_namespace_object if {
-	input.request.kind.kind == "Namespace"
+	namespace_request
 	operation == "UPDATE"
 	input.request.oldObject.metadata.labels[config.protected.label] == "true"
 }

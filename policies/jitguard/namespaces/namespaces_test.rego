@@ -82,3 +82,22 @@ test_a_namespaces_own_service_accounts_need_no_grant_there if {
 	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), other)
 	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), own) with data.jitguard.config.exempt.namespace_service_accounts as false
 }
+
+# Look-alikes: a custom resource named like a Namespace or an Ingress is an object in the
+# namespace like any other, not a way around the guardrail.
+test_a_custom_kind_called_namespace_needs_a_grant_like_any_object if {
+	o := {"apiVersion": "example.com/v1", "kind": "Namespace", "metadata": {"name": "shadow", "namespace": "prod"}}
+	count(namespaces.require_grant) == 1 with input as testing.create(o, "namespaces")
+	count(namespaces.deny) == 0 with input as testing.delete(o, "namespaces")
+}
+
+test_a_custom_ingresses_resource_needs_a_grant_like_any_object if {
+	o := {"apiVersion": "example.com/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "prod"}}
+	count(namespaces.require_grant) == 1 with input as testing.create(o, "ingresses")
+}
+
+test_a_custom_pods_ephemeralcontainers_needs_a_grant_like_any_object if {
+	o := {"apiVersion": "example.com/v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "prod"}}
+	r := object.union(testing.update(o, "pods"), {"request": {"subResource": "ephemeralcontainers"}})
+	count(namespaces.require_grant) == 1 with input as r
+}
