@@ -243,3 +243,49 @@ subjects: [{kind: User, name: alice}]
         .json();
     assert!(pod["spec"]["ephemeralContainers"].is_null(), "{pod}");
 }
+
+/// A protected namespace's own service account (here prod's deployer, with admin there, as
+/// CI deployers often have) writes what workloads write on their own without a grant, and
+/// nothing that changes who or what runs: anyone who can run a pod as it would have it.
+#[test]
+fn a_namespaces_own_service_account_writes_configmaps_but_changes_nothing_that_runs() {
+    let c = Cluster::shared();
+    c.setup(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: admin-deployer, namespace: prod}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
+subjects: [{kind: ServiceAccount, name: deployer, namespace: prod}]
+"#,
+    )
+    .success();
+    let as_deployer = |args: &[&str]| {
+        let mut all = vec!["--as", "system:serviceaccount:prod:deployer"];
+        all.extend_from_slice(args);
+        c.kubectl("admin", &all)
+    };
+    let cm = unique("sa-cm");
+    as_deployer(&[
+        "-n",
+        "prod",
+        "create",
+        "configmap",
+        &cm,
+        "--from-literal=a=b",
+    ])
+    .success();
+    as_deployer(&["-n", "prod", "scale", "deployment", "web", "--replicas=0"]).denied_by_jitguard();
+    as_deployer(&[
+        "-n",
+        "prod",
+        "create",
+        "rolebinding",
+        &unique("me-admin"),
+        "--clusterrole",
+        "admin",
+        "--serviceaccount",
+        "prod:deployer",
+    ])
+    .denied_by_jitguard();
+}

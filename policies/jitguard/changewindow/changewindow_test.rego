@@ -71,5 +71,10 @@ test_reads_and_control_plane_are_not_changes if {
 
 test_the_namespaces_own_workloads_keep_working_after_hours if {
 	own := {"username": "system:serviceaccount:staging:web", "groups": ["system:serviceaccounts"]}
-	count(changewindow.require_grant) == 0 with input as testing.as_user(change("staging", "2026-11-24T15:30:00Z"), own)
+	cm := {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leader", "namespace": "staging"}}
+	after_hours := testing.at(testing.update(cm, "configmaps"), ns("2026-11-24T15:30:00Z"))
+	count(changewindow.require_grant) == 0 with input as testing.as_user(after_hours, own)
+
+	# Changing what runs is not what a workload does on its own: a grant, like anyone.
+	count(changewindow.require_grant) == 1 with input as testing.as_user(change("staging", "2026-11-24T15:30:00Z"), own)
 }

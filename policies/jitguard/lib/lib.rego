@@ -73,14 +73,19 @@ exempt if {
 	group in config.exempt.groups
 }
 
-# A service account of the request's own namespace: the running workloads themselves
-# (leader-election Leases, ConfigMaps, Events they write). The namespace and change-window
-# guardrails do not ask them for a grant when the data says so; the deny rules (privileged
-# pods, allow-all policies, ...) still apply to them.
+# A service account of the request's own namespace writing what the data lists
+# (config.exempt.namespace_service_accounts: what workloads write on their own, such as
+# leader-election Leases, ConfigMaps and Events). The namespace and change-window
+# guardrails do not ask them for a grant for those; anything else needs one, and the deny
+# rules (privileged pods, allow-all policies, ...) still apply.
 workload_identity if {
-	config.exempt.namespace_service_accounts
 	input.request.namespace != ""
 	startswith(input.request.userInfo.username, sprintf("system:serviceaccount:%s:", [input.request.namespace]))
+	object.get(input.request, "subResource", "") == ""
+	some allowed in config.exempt.namespace_service_accounts
+	allowed.group == input.request.resource.group
+	input.request.resource.resource in allowed.resources
+	input.request.operation in allowed.operations
 }
 
 # The request's time (not time.now_ns()), so that decisions can be replayed.

@@ -74,13 +74,32 @@ test_removing_the_protection_label_needs_a_grant if {
 	count(namespaces.require_grant) == 0 with input as r
 }
 
-test_a_namespaces_own_service_accounts_need_no_grant_there if {
+own_sa := {"username": "system:serviceaccount:prod:checkout", "groups": ["system:serviceaccounts"]}
+
+test_a_namespaces_own_service_accounts_need_no_grant_for_what_workloads_write if {
 	cm := {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leader", "namespace": "prod"}}
-	own := {"username": "system:serviceaccount:prod:checkout", "groups": ["system:serviceaccounts"]}
-	count(namespaces.require_grant) == 0 with input as testing.as_user(testing.update(cm, "configmaps"), own)
+	count(namespaces.require_grant) == 0 with input as testing.as_user(testing.update(cm, "configmaps"), own_sa)
+	lease := {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "leader", "namespace": "prod"}}
+	count(namespaces.require_grant) == 0 with input as testing.as_user(testing.update(lease, "leases"), own_sa)
 	other := {"username": "system:serviceaccount:ci:deployer", "groups": ["system:serviceaccounts"]}
 	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), other)
-	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), own) with data.jitguard.config.exempt.namespace_service_accounts as false
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(cm, "configmaps"), own_sa) with data.jitguard.config.exempt.namespace_service_accounts as []
+}
+
+# Anyone who can run a pod as the service account (or mint its token) would have what it
+# has: never what changes who or what runs.
+test_a_namespaces_own_service_accounts_need_a_grant_for_anything_else if {
+	binding := {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "me-admin", "namespace": "prod"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"}}
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.create(binding, "rolebindings"), own_sa)
+	deploy := {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "checkout", "namespace": "prod"}}
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.update(deploy, "deployments"), own_sa)
+	secret := {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token", "namespace": "prod"}, "type": "kubernetes.io/service-account-token"}
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.create(secret, "secrets"), own_sa)
+	pod := testing.pod("prod", "shell", testing.plain_spec)
+	count(namespaces.require_grant) == 1 with input as testing.as_user(testing.create(pod, "pods"), own_sa)
+	cm := {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leader", "namespace": "prod"}}
+	status := object.union(testing.update(cm, "configmaps"), {"request": {"subResource": "status"}})
+	count(namespaces.require_grant) == 1 with input as testing.as_user(status, own_sa)
 }
 
 # Look-alikes: a custom resource named like a Namespace or an Ingress is an object in the
