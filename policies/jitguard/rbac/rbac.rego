@@ -1,6 +1,7 @@
-# RBAC: creating ClusterRoleBindings, binding cluster-admin, and roles with escalate, bind,
-# impersonate or wildcard verbs need a just-in-time grant, or are denied outright where
-# the data says so.
+# RBAC: creating ClusterRoleBindings, binding cluster-admin, and roles that grant more
+# than they name (escalate, bind, impersonate or wildcard verbs, wildcard resources, an
+# aggregationRule, a label that adds their rules to a built-in role) need a just-in-time
+# grant, or are denied outright where the data says so.
 package jitguard.rbac
 
 import data.jitguard.lib.describe
@@ -28,12 +29,43 @@ binds_cluster_admin if {
 	obj.roleRef.name == "cluster-admin"
 }
 
-escalating_verbs contains v if {
+role_resource if {
 	some kind in ["roles", "clusterroles"]
 	rbac_resource(kind)
+}
+
+escalating_verbs contains v if {
+	role_resource
 	some rule in input.request.object.rules
 	some v in rule.verbs
 	v in {"escalate", "bind", "impersonate", "*"}
+}
+
+# Ways a role grants more than it names, as said in a finding.
+escalations contains sprintf("verbs %s", [concat(", ", sort(escalating_verbs))]) if {
+	count(escalating_verbs) > 0
+}
+
+escalations contains "wildcard resources" if {
+	role_resource
+	some rule in input.request.object.rules
+	"*" in rule.resources
+}
+
+# An aggregated ClusterRole takes in the rules of every role its selectors match, now and
+# later.
+escalations contains "an aggregationRule" if {
+	rbac_resource("clusterroles")
+	input.request.object.aggregationRule
+}
+
+# The built-in admin, edit and view roles (and any other aggregated role) take in the
+# rules of roles labelled to aggregate into them.
+escalations contains sprintf("the label %s", [k]) if {
+	role_resource
+	some k, v in input.request.object.metadata.labels
+	startswith(k, "rbac.authorization.k8s.io/aggregate-to-")
+	v == "true"
 }
 
 # What about this request needs a grant (or is denied).
@@ -49,9 +81,9 @@ sensitive contains sprintf("binding cluster-admin (%s %s)", [obj.kind, input.req
 	not params.deny.cluster_admin_bindings
 }
 
-sensitive contains sprintf("%s with verbs %s", [describe, concat(", ", sort(escalating_verbs))]) if {
+sensitive contains sprintf("%s with %s", [describe, concat("; ", sort(escalations))]) if {
 	writing
-	count(escalating_verbs) > 0
+	count(escalations) > 0
 	not params.deny.escalating_roles
 }
 
@@ -75,8 +107,8 @@ deny contains msg if {
 deny contains msg if {
 	input.request.resource.group == "rbac.authorization.k8s.io"
 	writing
-	count(escalating_verbs) > 0
+	count(escalations) > 0
 	not exempt
 	params.deny.escalating_roles
-	msg := sprintf("%s grants %s, which is not allowed", [describe, concat(", ", sort(escalating_verbs))])
+	msg := sprintf("%s has %s, which is not allowed", [describe, concat("; ", sort(escalations))])
 }

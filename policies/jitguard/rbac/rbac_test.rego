@@ -34,6 +34,17 @@ test_escalating_roles_need_a_grant if {
 	count(rbac.require_grant) == 0 with input as testing.create(role(["get", "list"]), "clusterroles")
 }
 
+test_roles_that_take_in_more_than_they_name_need_a_grant if {
+	wild := object.union(role(["get"]), {"rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}]})
+	rbac.require_grant == {"ClusterRole r with wildcard resources needs a just-in-time grant"} with input as testing.create(wild, "clusterroles")
+	aggregated := object.union(role(["get"]), {"aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"team": "a"}}]}})
+	rbac.require_grant == {"ClusterRole r with an aggregationRule needs a just-in-time grant"} with input as testing.create(aggregated, "clusterroles")
+	into_admin := object.union(role(["get"]), {"metadata": {"labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}})
+	rbac.require_grant == {"ClusterRole r with the label rbac.authorization.k8s.io/aggregate-to-admin needs a just-in-time grant"} with input as testing.update(into_admin, "clusterroles")
+	namespaced := object.union(wild, {"kind": "Role", "metadata": {"name": "r", "namespace": "dev"}})
+	count(rbac.require_grant) == 1 with input as testing.create(namespaced, "roles")
+}
+
 test_the_data_can_deny_outright if {
 	strict := {"deny": {"cluster_admin_bindings": true, "escalating_roles": true}}
 	rbac.deny == {"binding cluster-admin (ClusterRoleBinding admins) is not allowed"} with input as testing.create(crb("admins", "cluster-admin"), "clusterrolebindings") with data.jitguard.rbac.settings as strict
