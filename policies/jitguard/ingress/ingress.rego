@@ -1,5 +1,6 @@
 # Ingress and HTTPRoute: changing them in a protected namespace needs a just-in-time
-# grant; wildcard hosts, hosts outside the allowed domains and removing TLS are denied
+# grant; wildcard hosts (also by omission: no host), hosts outside the allowed domains and
+# removing TLS are denied
 # everywhere; a route to a Service in another namespace outside the allowed ones is
 # warned about.
 package jitguard.ingress
@@ -66,6 +67,32 @@ deny contains msg if {
 	some host in hosts(input.request.object)
 	wildcard(host)
 	msg := sprintf("%s: wildcard host %s is not allowed; name each host", [describe, host])
+}
+
+# A rule without a host, an Ingress's defaultBackend or an HTTPRoute without hostnames
+# serves every host name the controller or Gateway receives: a wildcard by omission.
+deny contains msg if {
+	input.request.resource.resource in {"ingresses", "httproutes"}
+	governed
+	writing
+	catch_all(input.request.object)
+	msg := sprintf("%s serves every host name (a rule without a host, a defaultBackend, or no hostnames); name each host", [describe])
+}
+
+catch_all(o) if {
+	is_ingress
+	some rule in o.spec.rules
+	object.get(rule, "host", "") == ""
+}
+
+catch_all(o) if {
+	is_ingress
+	o.spec.defaultBackend
+}
+
+catch_all(o) if {
+	is_route
+	count(object.get(o.spec, "hostnames", [])) == 0
 }
 
 deny contains msg if {

@@ -33,6 +33,15 @@ test_wildcard_hosts_are_denied_everywhere if {
 	count(ingress.deny) == 1 with input as testing.create(route("dev", ["*.example.com"], "dev"), "httproutes")
 }
 
+test_a_catch_all_is_a_wildcard_too if {
+	no_host := json.patch(ing("dev", ["shop.example.com"], []), [{"op": "remove", "path": "/spec/rules/0/host"}])
+	ingress.deny == {"Ingress dev/web serves every host name (a rule without a host, a defaultBackend, or no hostnames); name each host"} with input as testing.create(no_host, "ingresses")
+	default_backend := json.patch(ing("dev", [], []), [{"op": "add", "path": "/spec/defaultBackend", "value": {"service": {"name": "web", "port": {"number": 80}}}}])
+	count(ingress.deny) == 1 with input as testing.create(default_backend, "ingresses")
+	count(ingress.deny) == 1 with input as testing.create(route("dev", [], "dev"), "httproutes")
+	count(ingress.deny) == 0 with input as testing.create(ing("dev", ["shop.example.com"], []), "ingresses")
+}
+
 test_hosts_outside_the_allowed_domains_are_denied if {
 	count(ingress.deny) == 1 with input as testing.create(ing("dev", ["shop.evil.com"], []), "ingresses")
 	count(ingress.deny) == 1 with input as testing.create(ing("dev", ["notexample.com"], []), "ingresses")

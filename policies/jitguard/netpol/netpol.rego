@@ -40,16 +40,60 @@ require_grant contains msg if {
 # A peer list that admits everyone: no peers at all, or a catch-all peer.
 open_peers(peers) if count(peers) == 0
 
+# IP blocks without exceptions that together cover every address of a family (0.0.0.0/0,
+# or 0.0.0.0/1 with 128.0.0.0/1, and the same for IPv6). CIDRs either nest or do not
+# overlap: the outermost ones are disjoint, and they cover everything when their sizes add
+# up to the whole space. (net.cidr_merge would say it directly, but regorus lacks it.)
 open_peers(peers) if {
-	some peer in peers
-	peer.ipBlock.cidr in {"0.0.0.0/0", "::/0"}
-	count(object.get(peer.ipBlock, "except", [])) == 0
+	some family in ["v4", "v6"]
+	cidrs := {c |
+		some p in peers
+		c := p.ipBlock.cidr
+		count(object.get(p.ipBlock, "except", [])) == 0
+		ip_family(c) == family
+	}
+	outer := {c | some c in cidrs; not inside_another(c, cidrs)}
+	sum([block_size(c) | some c in outer]) == whole_space[family]
 }
 
+ip_family(cidr) := "v6" if contains(cidr, ":")
+
+ip_family(cidr) := "v4" if not contains(cidr, ":")
+
+inside_another(c, cidrs) if {
+	some d in cidrs
+	d != c
+	net.cidr_contains(d, c)
+	not net.cidr_contains(c, d)
+}
+
+# The same block written twice (10.0.0.0/8 and 10.0.0.1/8): one of them counts.
+inside_another(c, cidrs) if {
+	some d in cidrs
+	d < c
+	net.cidr_contains(d, c)
+	net.cidr_contains(c, d)
+}
+
+# Sizes in units that fit a 64-bit integer: addresses for IPv4, /62 blocks for IPv6
+# (longer IPv6 prefixes are too small to matter: covering the space with them would take
+# more than 2^62 blocks).
+prefix_bits := {"v4": 32, "v6": 62}
+
+whole_space := {"v4": 4294967296, "v6": 4611686018427387904}
+
+block_size(cidr) := bits.lsh(1, prefix_bits[family] - length) if {
+	family := ip_family(cidr)
+	length := to_number(split(cidr, "/")[1])
+	length <= prefix_bits[family]
+}
+
+# Every pod of every namespace: an empty namespaceSelector, with no podSelector or an
+# empty one.
 open_peers(peers) if {
 	some peer in peers
 	peer.namespaceSelector == {}
-	not peer.podSelector
+	object.get(peer, "podSelector", {}) == {}
 }
 
 allows_all(rules, field) if {
