@@ -206,6 +206,7 @@ impl Controller {
             now,
             policy: policy.as_ref(),
             extended_end: extended.and_then(|old| extended_end(ar, old)),
+            namespaces_synced: self.namespaces.is_synced(),
             extended_revoked: extended.is_some_and(|old| {
                 old.status
                     .as_ref()

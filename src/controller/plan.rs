@@ -75,6 +75,9 @@ pub struct Context<'a> {
     pub extended_end: Option<Timestamp>,
     /// For `spec.extends`: the extended grant was revoked, which ends this one too.
     pub extended_revoked: bool,
+    /// The namespace cache has its first full list. Until then a namespace protected by
+    /// its label looks unprotected, so nothing pending is decided.
+    pub namespaces_synced: bool,
 }
 
 /// Whether planning this request needs the access policy (only pending requests and
@@ -191,6 +194,11 @@ pub fn provisioned(
 }
 
 fn pending(ar: &AccessRequest, status: AccessRequestStatus, cx: &Context<'_>, plan: &mut Plan) {
+    // Auto-approval and break-glass read the namespaces' labels (a labelled namespace is
+    // protected): decided on a cache that has not loaded yet, they would treat it as not.
+    if !cx.namespaces_synced {
+        return;
+    }
     let now = cx.now;
     let spec = &ar.spec;
     let created = ar.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -391,6 +399,7 @@ mod tests {
             policy,
             extended_end: None,
             extended_revoked: false,
+            namespaces_synced: true,
         }
     }
 
@@ -471,6 +480,22 @@ mod tests {
         let approved = plan(&later, &c);
         assert_eq!(approved.status.unwrap().phase, Phase::Revoked);
         assert!(approved.reap);
+    }
+
+    #[test]
+    fn nothing_pending_is_decided_before_the_namespace_cache_has_synced() {
+        let p = policy();
+        let mut c = cx("2026-11-23T10:00:05Z", Some(&p));
+        c.namespaces_synced = false;
+        assert!(
+            plan(&request(Phase::Pending), &c).is_empty(),
+            "no auto-approval"
+        );
+        let mut glass = request(Phase::Pending);
+        glass.spec.break_glass = true;
+        assert!(plan(&glass, &c).is_empty(), "no break-glass");
+        c.namespaces_synced = true;
+        assert!(!plan(&request(Phase::Pending), &c).is_empty());
     }
 
     #[test]
