@@ -218,6 +218,7 @@ impl PolicySet {
     pub fn compile(sources: &Sources, options: EvalOptions) -> Result<Self, LoadError> {
         let mut engine = new_engine(options);
         for module in &sources.modules {
+            check_rule_shapes(module)?;
             engine
                 .add_policy(module.display(), module.contents.clone())
                 .map_err(|e| LoadError::compile(&e))?;
@@ -419,12 +420,14 @@ fn check_functions(engine: &Engine) -> Result<(), LoadError> {
         return Ok(());
     };
     match Compiler::compile_from_policy(&compiled, &[AGGREGATE_RULE]) {
+        // regorus reports a call to an unknown name (`sprintff`) as a general error with
+        // this text, and one of a disabled builtin (`http.send`) with its own variant.
         Err(e)
             if matches!(
                 e.error,
                 CompilerError::UnknownBuiltinFunction { .. }
                     | CompilerError::UnknownFunction { .. }
-            ) =>
+            ) || matches!(&e.error, CompilerError::General { message } if message.contains("Unknown function")) =>
         {
             Err(LoadError::Compile(source::format_rego_error(
                 &e.to_string(),
@@ -432,6 +435,40 @@ fn check_functions(engine: &Engine) -> Result<(), LoadError> {
         }
         _ => Ok(()),
     }
+}
+
+/// The contract rules are multi-value rules. One written as a single value (`deny :=
+/// "x"`, `deny if { ... }`) is not a finding set: every request it matches would fail
+/// closed on it. Refused at load, with its place, rather than found on a request.
+fn check_rule_shapes(module: &source::SourceFile) -> Result<(), LoadError> {
+    for (n, line) in module.contents.lines().enumerate() {
+        let text = line.trim_start();
+        for kind in FINDING_RULES {
+            let Some(after) = text.strip_prefix(kind.name()) else {
+                continue;
+            };
+            // `denylist := ...` is another rule; `deny contains` and `deny[msg]` are fine.
+            let boundary = !after.starts_with(|c: char| c.is_alphanumeric() || c == '_');
+            let rest = after.trim_start();
+            let single = rest.starts_with(":=")
+                || (rest.starts_with('=') && !rest.starts_with("=="))
+                || rest.starts_with('{')
+                || rest
+                    .strip_prefix("if")
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_whitespace() || c == '{'));
+            if single && boundary {
+                return Err(LoadError::Contract(format!(
+                    "{}:{}:{}: `{}` must be a multi-value rule (`{} contains msg if {{ ... }}`); a single-value one is not a set of findings",
+                    module.display(),
+                    n + 1,
+                    line.len() - text.len() + 1,
+                    kind.name(),
+                    kind.name(),
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn discover_packages(engine: &Engine) -> Result<Vec<PackageInfo>, LoadError> {
@@ -785,6 +822,41 @@ mod tests {
         )])
         .unwrap_err();
         assert!(err.to_string().contains("x.rego"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_function_inside_a_rule_fails_at_load() {
+        let err = set_of(&[(
+            "acme/typo.rego",
+            "package acme.typo\n\ndeny contains msg if {\n\tinput.request.operation == \"CREATE\"\n\tmsg := sprintff(\"x %s\", [\"y\"])\n}\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("typo.rego:5:") && err.contains("sprintff"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_contract_rule_of_the_wrong_shape_fails_at_load() {
+        for (text, line) in [
+            ("package x\n\ndeny := \"oops\"\n", 3),
+            ("package x\n\nwarn if {\n  input.x\n}\n", 3),
+            ("package x\n  violation = {\"a\"}\n", 2),
+        ] {
+            let err = set_of(&[("x.rego", text)]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("x.rego:{line}:")) && err.contains("multi-value rule"),
+                "{text}: {err}"
+            );
+        }
+        // Other rules that merely start with a contract rule's name are fine.
+        assert!(set_of(&[(
+            "x.rego",
+            "package x\n\ndenylist := {\"a\"}\n\ndeny contains msg if {\n\tsome msg in denylist\n}\n"
+        )])
+        .is_ok());
     }
 
     #[test]
