@@ -61,10 +61,12 @@ impl Namespaces {
         self.len() == 0
     }
 
-    /// Learns the Namespace an AdmissionReview creates or updates (offline commands:
-    /// the Namespace objects among the manifests protect the objects beside them).
-    /// Anything else, or anything unreadable, is ignored: deciding it reports errors.
-    pub fn learn(&self, review_body: &[u8]) {
+    /// Learns the Namespace a review creates (`dry-run`: Namespace documents among the
+    /// manifests), unless that namespace is known already. What jitguard knows (the grants
+    /// file, the cluster) wins over the change under review: a change must not unprotect
+    /// its own namespace by carrying a Namespace document. Returns the known namespace, as
+    /// a Namespace object, when there is one (the change is then an UPDATE of it).
+    pub fn learn(&self, review_body: &[u8]) -> Option<serde_json::Value> {
         #[derive(serde::Deserialize)]
         struct Review {
             request: Request,
@@ -79,13 +81,22 @@ impl Namespaces {
             group: String,
             kind: String,
         }
-        if let Ok(Review { request }) = serde_json::from_slice::<Review>(review_body) {
-            if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
-                if let Some(ns) = &request.object {
-                    self.apply([ns]);
-                }
-            }
+        let Review { request } = serde_json::from_slice::<Review>(review_body).ok()?;
+        if !(request.kind.group.is_empty() && request.kind.kind == "Namespace") {
+            return None;
         }
+        let ns = request.object?;
+        let name = ns.metadata.name.clone()?;
+        if let Some(known) = self.inner.load().get(&name) {
+            let labels = serde_json::to_value(&known["labels"]).unwrap_or_default();
+            return Some(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": labels},
+            }));
+        }
+        self.apply([&ns]);
+        None
     }
 
     /// `input.jit.namespaces`: name → `{"name", "labels"}` for each of `names` that is

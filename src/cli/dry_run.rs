@@ -100,8 +100,11 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
         Arc::new(ArcSwap::from_pointee(set)),
         args.grants.as_deref(),
     )?);
-    for item in &items {
-        worker.reviewer().namespaces.learn(&item.body);
+    let mut items = items;
+    for item in &mut items {
+        if let Some(known) = worker.reviewer().namespaces.learn(&item.body) {
+            item.body = as_update_of(&item.body, known);
+        }
     }
     let now = args.at.unwrap_or_else(jiff::Timestamp::now);
     let webhook = match args.webhook {
@@ -117,6 +120,24 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
             Ok((item, reviewed))
         })
         .collect()
+}
+
+/// A Namespace document for a namespace jitguard knows is a change to it, as `kubectl
+/// apply` would make it: an UPDATE, with what is known as the old object, so that the
+/// guardrails see a protection label being removed.
+fn as_update_of(body: &[u8], known: serde_json::Value) -> Vec<u8> {
+    let Ok(mut review) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    let Some(request) = review.get_mut("request").and_then(|r| r.as_object_mut()) else {
+        return body.to_vec();
+    };
+    if request.get("operation").and_then(|o| o.as_str()) != Some("CREATE") {
+        return body.to_vec();
+    }
+    request.insert("operation".into(), "UPDATE".into());
+    request.insert("oldObject".into(), known);
+    serde_json::to_vec(&review).unwrap_or_else(|_| body.to_vec())
 }
 
 fn render(args: &DryRunArgs, results: &Results) -> String {

@@ -139,6 +139,45 @@ fn dry_run_reads_namespace_labels_from_the_manifests() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// The CI gate cannot be talked out of a protection: a Namespace document among the
+/// manifests does not override what the grants file (standing in for the cluster) says,
+/// and unlabelling a protected namespace is itself a finding.
+#[test]
+fn dry_run_keeps_known_namespace_labels_over_the_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = write(
+        dir.path(),
+        "cluster.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: staging\n  labels: {jitguard.dev/protected: \"true\"}\n",
+    );
+    let deployment =
+        std::fs::read_to_string(root().join("policies/suites/manifests/deployment-staging.yaml"))
+            .unwrap();
+    let change = write(
+        dir.path(),
+        "change.yaml",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: staging\n  labels: {{jitguard.dev/protected: \"false\"}}\n---\n{deployment}"),
+    );
+    let (code, out, err) = run(&[
+        "dry-run",
+        "-f",
+        &change,
+        "--grants",
+        &cluster,
+        "--at",
+        "2026-11-24T10:00:00Z",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("changing protected namespace staging needs a just-in-time grant"),
+        "{out}"
+    );
+    assert!(
+        out.contains("creation of Deployment staging/checkout in protected namespace staging needs a just-in-time grant"),
+        "{out}"
+    );
+}
+
 #[test]
 fn dry_run_exits_2_on_parse_errors_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
