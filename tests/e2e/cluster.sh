@@ -135,7 +135,11 @@ up() {
   # becomes the webhooks' caBundle), and the service-account token signing key.
   "$jitguard" certs --out "$run/pki/apiserver" --dns 127.0.0.1 --dns localhost \
     --dns kubernetes.default.svc >/dev/null
-  "$jitguard" certs --out "$run/pki/jitguard" --dns 127.0.0.1 --dns localhost >/dev/null
+  # ... and a client certificate from the same CA for the API server: jitguard answers
+  # only callers that present one (--client-ca), so a review cannot be forged by anyone
+  # who merely reaches its port.
+  "$jitguard" certs --out "$run/pki/jitguard" --dns 127.0.0.1 --dns localhost \
+    --client kube-apiserver >/dev/null
   openssl genrsa -out "$run/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$run/pki/sa.key" -pubout -out "$run/pki/sa.pub" 2>/dev/null
 
@@ -160,6 +164,7 @@ up() {
   chmod 600 "$run"/token-* "$run/tokens.csv"
 
   write_kubeconfig "$api"
+  write_admission_config "$hook_port"
 
   start etcd "$bin/etcd" --name e2e --data-dir "$run/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -182,6 +187,7 @@ up() {
     --service-account-signing-key-file "$run/pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --allow-privileged=true \
+    --admission-control-config-file "$run/admission.yaml" \
     --cert-dir "$run/pki/apiserver-generated" \
     --profiling=false
   wait_for kube-apiserver 180 \
@@ -262,6 +268,35 @@ EOF
     echo "current-context: admin"
   } >"$kubeconfig"
   chmod 600 "$kubeconfig"
+}
+
+# The API server's side of mTLS to the webhooks: which client certificate it presents to
+# which webhook host (the user's name is the webhook URL's host:port).
+write_admission_config() {
+  cat >"$run/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+  - name: "127.0.0.1:$1"
+    user:
+      client-certificate: $run/pki/jitguard/kube-apiserver.crt
+      client-key: $run/pki/jitguard/kube-apiserver.key
+EOF
+  local plugin
+  {
+    echo "apiVersion: apiserver.config.k8s.io/v1"
+    echo "kind: AdmissionConfiguration"
+    echo "plugins:"
+    for plugin in ValidatingAdmissionWebhook MutatingAdmissionWebhook; do
+      cat <<EOF
+  - name: $plugin
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: $run/webhook-client.kubeconfig
+EOF
+    done
+  } >"$run/admission.yaml"
 }
 
 # write_component_kubeconfig API USER FILE: a kubeconfig for one token of tokens.csv.
@@ -376,6 +411,7 @@ EOF
     --addr "127.0.0.1:$hook_port" --metrics-addr "127.0.0.1:$ops_port" \
     --policies "$policies" \
     --tls-cert "$run/pki/jitguard/tls.crt" --tls-key "$run/pki/jitguard/tls.key" \
+    --client-ca "$run/pki/jitguard/ca.pem" \
     --namespace jitguard --service-account jitguard --pod-name jitguard-0 \
     --audit-file "$run/audit.jsonl" --shutdown-delay 1s --drain-timeout 5s \
     ${JITGUARD_E2E_SERVE_ARGS:-}

@@ -45,6 +45,8 @@ impl Replica {
             .arg(run.join("pki/jitguard/tls.crt"))
             .arg("--tls-key")
             .arg(run.join("pki/jitguard/tls.key"))
+            .arg("--client-ca")
+            .arg(run.join("pki/jitguard/ca.pem"))
             .args(["--namespace", "jitguard", "--pod-name", pod])
             .args(["--shutdown-delay", "1s"])
             .stdin(Stdio::null())
@@ -77,8 +79,8 @@ impl Drop for Replica {
     }
 }
 
-/// Asks one replica directly (not through the API server) whether alice may create a
-/// ConfigMap in prod: true if allowed.
+/// Asks one replica directly (not through the API server, but with its client
+/// certificate) whether alice may create a ConfigMap in prod: true if allowed.
 fn allows(c: &Cluster, webhook: &str, configmap: &str) -> bool {
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -98,9 +100,14 @@ fn allows(c: &Cluster, webhook: &str, configmap: &str) -> bool {
             "dryRun": true
         }
     });
+    let pki = c.dir.join("run/pki/jitguard");
     let out = Command::new("curl")
         .args(["-fsS", "--cacert"])
-        .arg(c.dir.join("run/pki/jitguard/ca.pem"))
+        .arg(pki.join("ca.pem"))
+        .arg("--cert")
+        .arg(pki.join("kube-apiserver.crt"))
+        .arg("--key")
+        .arg(pki.join("kube-apiserver.key"))
         .args([
             "-H",
             "Content-Type: application/json",

@@ -289,3 +289,36 @@ subjects: [{kind: ServiceAccount, name: deployer, namespace: prod}]
     ])
     .denied_by_jitguard();
 }
+
+/// Only the API server can call jitguard: it presents a client certificate (its
+/// AdmissionConfiguration), and jitguard (`--client-ca`) refuses a caller without one at
+/// the TLS handshake, before reading a byte of a forged review.
+#[test]
+fn a_review_from_anyone_but_the_api_server_is_refused_at_the_handshake() {
+    use std::process::Command;
+    let c = Cluster::shared();
+    let pki = c.dir.join("run/pki/jitguard");
+    let post = |with_cert: bool| {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(pki.join("ca.pem"))
+            .args(["-H", "Content-Type: application/json", "--data"])
+            .arg(include_str!("../fixtures/admission/pod-exec-prod.json"));
+        if with_cert {
+            curl.arg("--cert")
+                .arg(pki.join("kube-apiserver.crt"))
+                .arg("--key")
+                .arg(pki.join("kube-apiserver.key"));
+        }
+        curl.arg(format!("{}/validate", c.env("JITGUARD_WEBHOOK")));
+        curl.output().unwrap()
+    };
+    let forged = post(false);
+    assert!(
+        !forged.status.success(),
+        "a caller without a certificate got an answer"
+    );
+    assert_ne!(String::from_utf8_lossy(&forged.stdout), "200");
+    let api_server = post(true);
+    assert_eq!(String::from_utf8_lossy(&api_server.stdout), "200");
+}
