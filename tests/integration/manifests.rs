@@ -302,8 +302,13 @@ fn rule_matches(rule: &RuleWithOperations, request: &Value) -> bool {
         })
     });
     let cluster_scoped = matches!(
-        resource,
-        "namespaces" | "clusterroles" | "clusterrolebindings" | "accessrequests"
+        (group, resource),
+        ("", "namespaces")
+            | (
+                "rbac.authorization.k8s.io",
+                "clusterroles" | "clusterrolebindings"
+            )
+            | ("jitguard.dev", "accessrequests")
     );
     let scope_ok = match rule.scope.as_deref() {
         Some("Namespaced") => !cluster_scoped,
