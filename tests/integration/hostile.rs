@@ -206,6 +206,68 @@ async fn crafted_inputs_get_a_4xx_or_a_reasoned_decision() {
         );
     }
 
+    // A custom resource whose kind is Namespace, in prod: an object like any other.
+    let mut lookalike = base.clone();
+    lookalike["request"]["kind"] =
+        json!({"group": "example.com", "version": "v1", "kind": "Namespace"});
+    lookalike["request"]["resource"] =
+        json!({"group": "example.com", "version": "v1", "resource": "namespaces"});
+    lookalike["request"]["name"] = json!("shadow");
+    lookalike["request"]["object"] = json!({"apiVersion": "example.com/v1", "kind": "Namespace",
+        "metadata": {"name": "shadow", "namespace": "prod"}});
+    let (status, answer) = post(&server, &client, body(&lookalike)).await;
+    answered("a look-alike Namespace", status, &answer);
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+
+    // kubectl scale as the API server sends it: the grant to ask for is in the
+    // resource's group (apps), not the kind's (autoscaling).
+    let mut scale = base.clone();
+    scale["request"]["operation"] = json!("UPDATE");
+    scale["request"]["kind"] = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+    scale["request"]["resource"] =
+        json!({"group": "apps", "version": "v1", "resource": "deployments"});
+    scale["request"]["subResource"] = json!("scale");
+    scale["request"]["name"] = json!("web");
+    scale["request"]["object"] = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "web", "namespace": "prod"}, "spec": {"replicas": 0}});
+    scale["request"]["oldObject"] = scale["request"]["object"].clone();
+    let (status, answer) = post(&server, &client, body(&scale)).await;
+    answered("kubectl scale", status, &answer);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--api-group apps --resource deployments/scale"),
+        "{message}"
+    );
+
+    // An AccessRequest approval without the stored object cannot be checked: refused.
+    let ar = json!({"apiVersion": "jitguard.dev/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "alice-prod", "uid": "u-1", "generation": 1},
+        "spec": {"requester": "alice@example.com", "requesterGroups": ["developers"],
+                 "reason": "x", "ticket": "INC-1", "duration": "30m",
+                 "scope": [{"operations": ["CONNECT"], "apiGroups": [""], "resources": ["pods/exec"], "namespaces": ["prod"]}]},
+        "status": {"phase": "Approved"}});
+    let mut approval = base.clone();
+    approval["request"]["operation"] = json!("UPDATE");
+    approval["request"]["kind"] =
+        json!({"group": "jitguard.dev", "version": "v1alpha1", "kind": "AccessRequest"});
+    approval["request"]["resource"] =
+        json!({"group": "jitguard.dev", "version": "v1alpha1", "resource": "accessrequests"});
+    approval["request"]["subResource"] = json!("status");
+    approval["request"]["namespace"] = json!("");
+    approval["request"]["name"] = json!("alice-prod");
+    approval["request"]["object"] = ar;
+    approval["request"]["oldObject"] = Value::Null;
+    let (status, answer) = post(&server, &client, body(&approval)).await;
+    answered("a status update without oldObject", status, &answer);
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert!(
+        answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without request.oldObject"),
+        "{answer}"
+    );
+
     // Unicode in names and namespaces is decided like anything else.
     let mut unicode = base.clone();
     unicode["request"]["name"] = json!("wéb-☃-𝔁");
