@@ -108,6 +108,35 @@ struct GrantRecord<'a> {
 pub struct Audit {
     file: Option<Sender<String>>,
     uses: Option<tokio::sync::mpsc::Sender<GrantUsed>>,
+    caller: Caller,
+}
+
+/// Who can have sent the reviews this server decides, as recorded in each admission
+/// record (`caller`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Only a client with a certificate from `--client-ca`: the API server.
+    ApiServer,
+    /// Anyone who reaches the port (no `--client-ca`): a record may come from a forged
+    /// review, and says so.
+    Unverified,
+}
+
+impl Caller {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ApiServer => "api-server",
+            Self::Unverified => "unverified",
+        }
+    }
+}
+
+/// A record with who sent the review it is about.
+#[derive(Serialize)]
+struct FromCaller<'a, T: Serialize> {
+    #[serde(flatten)]
+    record: &'a T,
+    caller: &'static str,
 }
 
 /// A grant allowed an admission: becomes a `Used` Event on its AccessRequest (in a
@@ -139,7 +168,14 @@ impl Audit {
         Self {
             file: None,
             uses: None,
+            caller: Caller::Unverified,
         }
+    }
+
+    /// Who can call this server: the API server alone (`--client-ca`) or anyone.
+    pub fn with_caller(mut self, caller: Caller) -> Self {
+        self.caller = caller;
+        self
     }
 
     /// Grant uses also go to `tx` (bounded: when it is full a use is dropped from the
@@ -164,6 +200,7 @@ impl Audit {
             Self {
                 file: Some(tx),
                 uses: None,
+                caller: Caller::Unverified,
             },
             AuditWriter {
                 thread: Some(thread),
@@ -173,12 +210,15 @@ impl Audit {
 
     pub fn decision(&self, record: &DecisionRecord<'_>) {
         // Counted once per admission: on the validating webhook, which every guarded
-        // request reaches last.
-        if let (Some(tx), Some(grant), Webhook::Validate, false) = (
+        // request reaches last. Only for reviews the API server sent: an Event on an
+        // AccessRequest reads as a fact to approvers, and without --client-ca anyone who
+        // reaches the port could make one up (the audit record keeps the use, marked).
+        if let (Some(tx), Some(grant), Webhook::Validate, false, Caller::ApiServer) = (
             &self.uses,
             record.grant,
             record.webhook,
             record.request.dry_run,
+            self.caller,
         ) {
             let r = record.request;
             let target = if r.namespace.is_empty() {
@@ -219,9 +259,13 @@ impl Audit {
             grant = record.grant.map(|g| g.name.as_str()).unwrap_or(""),
             enforcement = record.enforcement,
             latency_us = record.latency_us,
+            caller = self.caller.name(),
             "admission decision"
         );
-        self.write(record);
+        self.write(&FromCaller {
+            record,
+            caller: self.caller.name(),
+        });
     }
 
     /// A grant lifecycle step (`grant.live`, `grant.expired`, ...).
@@ -239,14 +283,26 @@ impl Audit {
     }
 
     /// A step of the approval workflow admitted by the webhook (`access.requested`,
-    /// `access.approved`, `access.revoked`, ...).
+    /// `access.approved`, `access.revoked`, ...), from a review: marked with who can have
+    /// sent it.
     pub fn access_event(&self, event: &str, request: &str, by: &str) {
-        self.access_step(event, request, by, "");
+        self.access_record(event, request, by, "", Some(self.caller));
     }
 
     /// A workflow step with what happened in words (the controller's steps: auto-approved,
     /// lapsed, provisioned, expired, reaped, ...).
     pub fn access_step(&self, event: &str, request: &str, by: &str, detail: &str) {
+        self.access_record(event, request, by, detail, None);
+    }
+
+    fn access_record(
+        &self,
+        event: &str,
+        request: &str,
+        by: &str,
+        detail: &str,
+        caller: Option<Caller>,
+    ) {
         #[derive(Serialize)]
         struct AccessRecord<'a> {
             time: String,
@@ -255,18 +311,23 @@ impl Audit {
             by: &'a str,
             #[serde(skip_serializing_if = "str::is_empty")]
             detail: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            caller: Option<&'static str>,
         }
+        let caller = caller.map(Caller::name);
         let record = AccessRecord {
             time: jiff::Timestamp::now().to_string(),
             event,
             request,
             by,
             detail,
+            caller,
         };
+        let shown = caller.unwrap_or("");
         if event.contains("break_glass") {
-            tracing::warn!(target: TARGET, event, request, by, detail, "BREAK-GLASS access workflow");
+            tracing::warn!(target: TARGET, event, request, by, detail, caller = shown, "BREAK-GLASS access workflow");
         } else {
-            tracing::info!(target: TARGET, event, request, by, detail, "access workflow");
+            tracing::info!(target: TARGET, event, request, by, detail, caller = shown, "access workflow");
         }
         self.write(&record);
     }
@@ -319,4 +380,57 @@ fn write_lines(file: std::fs::File, rx: &Receiver<String>, metrics: &Metrics) {
         }
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::decision::Verdict;
+
+    fn allowed_by_grant() -> Decision {
+        Decision {
+            allowed: true,
+            verdict: Verdict::Allow,
+            message: String::new(),
+            warnings: vec![],
+            patch: vec![],
+            grant: Some(GrantUse {
+                name: "alice-exec".into(),
+                expires_at: "2026-12-01T18:00:00Z".into(),
+                break_glass: false,
+            }),
+            would_deny: vec![],
+            errors: vec![],
+            request_access: None,
+        }
+    }
+
+    #[test]
+    fn grant_uses_become_events_only_for_reviews_the_api_server_sent() {
+        let input = crate::admission::parse(
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+            "uid":"u1","kind":{"group":"","version":"v1","kind":"PodExecOptions"},
+            "resource":{"group":"","version":"v1","resource":"pods"},"subResource":"exec",
+            "name":"web","namespace":"prod","operation":"CONNECT",
+            "userInfo":{"username":"alice","groups":[]}}}"#,
+        )
+        .unwrap();
+        let decision = allowed_by_grant();
+        let evaluation = Evaluation::default();
+        let record = DecisionRecord::new(
+            Webhook::Validate,
+            &input.request,
+            &evaluation,
+            &decision,
+            "deny",
+            std::time::Duration::ZERO,
+        );
+        for (caller, published) in [(Caller::Unverified, false), (Caller::ApiServer, true)] {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+            let audit = Audit::disabled().with_grant_uses(tx).with_caller(caller);
+            audit.decision(&record);
+            assert_eq!(rx.try_recv().is_ok(), published, "{caller:?}");
+        }
+    }
 }

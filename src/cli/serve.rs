@@ -223,7 +223,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let args = &config.args;
     let metrics = Metrics::new().context("registering metrics")?;
-    let (mut audit, _audit_writer) = match &args.audit_file {
+    let (audit, _audit_writer) = match &args.audit_file {
         Some(path) => {
             let (audit, writer) = Audit::with_file(path, metrics.clone())
                 .with_context(|| format!("opening the audit file {}", path.display()))?;
@@ -231,6 +231,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => (Audit::disabled(), None),
     };
+    // With --client-ca only the API server gets through the handshake; without it, the
+    // records say that anyone could have sent the review.
+    let mut audit = audit.with_caller(if args.client_ca.is_some() {
+        crate::audit::Caller::ApiServer
+    } else {
+        crate::audit::Caller::Unverified
+    });
 
     let pair = tls::load_pair(&config.cert, &config.key)?;
     let resolver = tls::ReloadingCert::new(pair);

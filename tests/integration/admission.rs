@@ -317,6 +317,8 @@ async fn every_decision_is_an_audit_record_in_the_log_and_the_audit_file() {
     assert_eq!(exec["findings"][0]["package"], "test.core");
     assert_eq!(exec["findings"][0]["rule"], "require_grant");
     assert!(exec["latency_us"].as_u64().is_some());
+    // Without --client-ca anyone who reaches the port could have sent it: said so.
+    assert_eq!(exec["caller"], "unverified");
     // The same record on the structured log.
     assert!(
         server

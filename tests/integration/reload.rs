@@ -242,10 +242,13 @@ async fn with_a_client_ca_only_clients_with_a_certificate_get_in() {
     let ca_dir = tempfile::tempdir().unwrap();
     jitguard::certs::issue(ca_dir.path(), &["unused".into()], false).unwrap();
     let (cert, key) = jitguard::certs::issue_client(ca_dir.path(), "kube-apiserver").unwrap();
+    let audit = ca_dir.path().join("audit.jsonl");
     let server = Server::with(Options {
         args: vec![
             "--client-ca".into(),
             ca_dir.path().join("ca.pem").display().to_string(),
+            "--audit-file".into(),
+            audit.display().to_string(),
         ],
         ..Options::default()
     });
@@ -269,6 +272,20 @@ async fn with_a_client_ca_only_clients_with_a_certificate_get_in() {
         .0,
         200
     );
+    // Only the API server could have sent what was decided: the record says so.
+    let mut record = serde_json::Value::Null;
+    for _ in 0..250 {
+        if let Some(line) = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .next()
+        {
+            record = serde_json::from_str(line).unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(record["caller"], "api-server", "{record}");
 }
 
 /// The policies ConfigMap as the kubelet mounts it: files under a timestamped folder,
