@@ -69,7 +69,7 @@ pub fn are_accepted_by_the_api_server(c: &Cluster) {
         )
         .success();
     }
-    for overlay in ["plain", "cert-manager"] {
+    for overlay in ["plain", "plain-client-ca", "cert-manager"] {
         let dir = tree.join("manifests/overlays").join(overlay);
         let run = c
             .kubectl(

@@ -50,22 +50,27 @@ fn rendered() -> Vec<(String, String)> {
             .map(|f| (f.display().to_string(), std::fs::read_to_string(f).unwrap()))
             .collect();
     }
-    ["base", "overlays/plain", "overlays/cert-manager"]
-        .iter()
-        .map(|name| {
-            let out = Command::new("kubectl")
-                .arg("kustomize")
-                .arg(dir.path().join("manifests").join(name))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "kubectl kustomize manifests/{name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (name.to_string(), String::from_utf8(out.stdout).unwrap())
-        })
-        .collect()
+    [
+        "base",
+        "overlays/plain",
+        "overlays/plain-client-ca",
+        "overlays/cert-manager",
+    ]
+    .iter()
+    .map(|name| {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(dir.path().join("manifests").join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl kustomize manifests/{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (name.to_string(), String::from_utf8(out.stdout).unwrap())
+    })
+    .collect()
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -551,6 +556,34 @@ fn the_policies_configmap_and_its_volume_hold_every_served_policy_file() {
         items, wanted,
         "the policies volume maps keys to other paths"
     );
+}
+
+/// With the client-ca component, jitguard requires a client certificate signed by the CA
+/// its Secret carries, and the Secret carries one.
+#[test]
+fn the_client_ca_overlay_makes_jitguard_require_the_api_servers_certificate() {
+    let Some((_, yaml)) = rendered()
+        .into_iter()
+        .find(|(name, _)| name == "overlays/plain-client-ca")
+    else {
+        eprintln!("kubectl is not installed: the overlay is not rendered here");
+        return;
+    };
+    let docs = documents(&yaml);
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "JITGUARD_CLIENT_CA" && e["value"] == "/etc/jitguard/tls/ca.crt"),
+        "{env}"
+    );
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "jitguard-tls")
+        .unwrap();
+    assert!(secret["data"]["ca.crt"].is_string(), "{secret}");
 }
 
 /// The Deployment's safety properties, one by one (each is a lesson from webhooks that
