@@ -18,6 +18,7 @@ user := input.request.userInfo
 
 creating if {
 	input.request.resource.resource == "accessrequests"
+	input.request.resource.group == "jitguard.dev"
 	input.request.operation == "CREATE"
 	not input.request.subResource
 }
@@ -54,6 +55,7 @@ entries_for(rule) := [entry |
 
 deny contains msg if {
 	input.request.resource.resource == "accessrequests"
+	input.request.resource.group == "jitguard.dev"
 	creating
 	some i, rule in ar.spec.scope
 	count(entries_for(rule)) == 0
@@ -71,6 +73,7 @@ max_duration_ns := min({m |
 
 deny contains msg if {
 	input.request.resource.resource == "accessrequests"
+	input.request.resource.group == "jitguard.dev"
 	creating
 	not ar.spec.breakGlass
 	duration_ns(ar.spec.duration) > max_duration_ns
@@ -97,6 +100,7 @@ has_ticket if {
 
 deny contains "requests that touch a protected namespace must name a ticket (spec.ticket)" if {
 	input.request.resource.resource == "accessrequests"
+	input.request.resource.group == "jitguard.dev"
 	creating
 	params.ticket_required_for_protected
 	touches_protected
@@ -105,6 +109,7 @@ deny contains "requests that touch a protected namespace must name a ticket (spe
 
 deny contains msg if {
 	input.request.resource.resource == "accessrequests"
+	input.request.resource.group == "jitguard.dev"
 	creating
 	role := ar.spec.roleRef
 	not role.name in object.get(params.bindable_roles, role.kind, [])
