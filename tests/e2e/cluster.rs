@@ -335,6 +335,26 @@ fn run_with_input(mut command: Command, input: Option<&str>) -> Run {
     Run::from(child.wait_with_output().unwrap())
 }
 
+/// `kubectl jit request` flags for one scope rule: a resource in a namespace, one
+/// operation, for a duration.
+pub fn scope<'a>(
+    namespace: &'a str,
+    resource: &'a str,
+    operation: &'a str,
+    duration: &'a str,
+) -> [&'a str; 8] {
+    [
+        "--namespace",
+        namespace,
+        "--resource",
+        resource,
+        "--operation",
+        operation,
+        "--duration",
+        duration,
+    ]
+}
+
 /// Copies a folder tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

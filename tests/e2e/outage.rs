@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{alive, copy_dir, eventually, root, unique, Cluster, Options};
+use crate::cluster::{alive, copy_dir, eventually, root, scope, unique, Cluster, Options};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -192,16 +192,7 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
     c.ask(
         "alice",
         &lapsing,
-        &[
-            "--namespace",
-            "prod",
-            "--resource",
-            "configmaps",
-            "--operation",
-            "CREATE",
-            "--duration",
-            "10m",
-        ],
+        &scope("prod", "configmaps", "CREATE", "10m"),
     )
     .success();
 
@@ -218,16 +209,7 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
     c.ask(
         "alice",
         &grant,
-        &[
-            "--namespace",
-            "prod",
-            "--resource",
-            "configmaps",
-            "--operation",
-            "CREATE",
-            "--duration",
-            "30m",
-        ],
+        &scope("prod", "configmaps", "CREATE", "30m"),
     )
     .success();
     c.jit("bob", &["approve", &grant]).success();

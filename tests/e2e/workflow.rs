@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{eventually, unique, Cluster};
+use crate::cluster::{eventually, scope, unique, Cluster};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -406,16 +406,7 @@ fn policy_approves_short_debugging_outside_protected_namespaces_and_an_extension
         c,
         "alice",
         &unique("debug"),
-        &[
-            "--namespace",
-            "dev",
-            "--resource",
-            "pods/exec",
-            "--operation",
-            "CONNECT",
-            "--duration",
-            "20m",
-        ],
+        &scope("dev", "pods/exec", "CONNECT", "20m"),
     );
     eventually("auto-approved by policy", LIMIT, || {
         c.phase(&name) == "Approved"
@@ -631,16 +622,7 @@ fn with_the_controller_off_nothing_is_approved_by_policy() {
         &c,
         "alice",
         &unique("idle"),
-        &[
-            "--namespace",
-            "dev",
-            "--resource",
-            "pods/exec",
-            "--operation",
-            "CONNECT",
-            "--duration",
-            "20m",
-        ],
+        &scope("dev", "pods/exec", "CONNECT", "20m"),
     );
     // With the controller on, the same request is approved within a second or two.
     std::thread::sleep(Duration::from_secs(5));
