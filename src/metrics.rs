@@ -12,6 +12,18 @@ use prometheus::{
 /// reported as `other`, so a hostile client cannot grow the series without bound.
 const MAX_KINDS: usize = 128;
 
+/// Why a request was answered without a decision (`jitguard_admission_rejected_total`).
+const REJECTED_REASONS: [&str; 5] = [
+    "bad_request",
+    "too_large",
+    "overloaded",
+    "deadline",
+    "internal",
+];
+
+/// The controller's counted steps (`jitguard_controller_actions_total`).
+const CONTROLLER_ACTIONS: [&str; 3] = ["provision", "reap", "status"];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -151,7 +163,38 @@ impl Metrics {
             )?,
             registry,
             kinds: Arc::new(RwLock::new(HashSet::new())),
-        })
+        }
+        .with_zero_series())
+    }
+
+    /// Every labelled series whose label values are known up front, at zero: dashboards
+    /// and alerts (`increase(...) > 0`, ratios) need the series before the first event.
+    fn with_zero_series(self) -> Self {
+        for reason in REJECTED_REASONS {
+            self.rejected.with_label_values(&[reason]);
+        }
+        for result in ["success", "error"] {
+            self.policy_reloads.with_label_values(&[result]);
+            self.tls_reloads.with_label_values(&[result]);
+        }
+        for result in ["ok", "error"] {
+            self.grant_source_events.with_label_values(&[result]);
+            for action in CONTROLLER_ACTIONS {
+                self.controller_actions.with_label_values(&[action, result]);
+            }
+        }
+        for result in ["covered", "not_covered", "stale"] {
+            self.grant_uses.with_label_values(&[result]);
+        }
+        self
+    }
+
+    /// `jitguard_policy_errors_total` at zero for each package now served (at start-up
+    /// and after each reload).
+    pub fn known_packages<'a>(&self, packages: impl IntoIterator<Item = &'a str>) {
+        for package in packages {
+            self.policy_errors.with_label_values(&[package]);
+        }
     }
 
     /// A `kind` label value that keeps the number of series bounded.
@@ -192,6 +235,25 @@ impl Metrics {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn labelled_series_with_known_values_start_at_zero() {
+        let m = Metrics::new().unwrap();
+        m.known_packages(["jitguard.namespaces"]);
+        let text = m.render();
+        for series in [
+            r#"jitguard_admission_rejected_total{reason="deadline"} 0"#,
+            r#"jitguard_admission_rejected_total{reason="overloaded"} 0"#,
+            r#"jitguard_policy_reloads_total{result="error"} 0"#,
+            r#"jitguard_tls_reloads_total{result="error"} 0"#,
+            r#"jitguard_grant_uses_total{result="stale"} 0"#,
+            r#"jitguard_grant_source_updates_total{result="error"} 0"#,
+            r#"jitguard_controller_actions_total{action="reap",result="error"} 0"#,
+            r#"jitguard_policy_errors_total{package="jitguard.namespaces"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn every_series_is_registered_under_its_documented_name() {

@@ -257,6 +257,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("loading policies from {}", config.policies.display()))?;
     tracing::info!(packages = ?set.package_names(), "policies loaded");
     metrics.policies_loaded.set(set.packages().len() as i64);
+    metrics.known_packages(set.package_names());
     let policies = Arc::new(ArcSwap::from_pointee(set));
     let _policy_watch = watch_policies(
         config.policies.clone(),
@@ -466,6 +467,7 @@ fn watch_policies(
                 refused = None;
                 tracing::info!(generation = set.generation(), packages = ?set.package_names(), "policies reloaded");
                 metrics.policies_loaded.set(set.packages().len() as i64);
+                metrics.known_packages(set.package_names());
                 metrics.policy_reloads.with_label_values(&["success"]).inc();
                 policies.store(Arc::new(set));
             }

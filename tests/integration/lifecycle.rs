@@ -21,11 +21,16 @@ async fn health_readiness_and_metrics_are_served_on_both_listeners() {
             .to_str()
             .unwrap()
             .starts_with("text/plain"));
-        assert!(metrics
-            .text()
-            .await
-            .unwrap()
-            .contains("jitguard_policies_loaded"));
+        let text = metrics.text().await.unwrap();
+        assert!(text.contains("jitguard_policies_loaded"));
+        // Series that alerts watch exist at zero before their first event.
+        for series in [
+            r#"jitguard_admission_rejected_total{reason="deadline"} 0"#,
+            r#"jitguard_policy_reloads_total{result="error"} 0"#,
+            r#"jitguard_policy_errors_total{package="test.core"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
     }
     // The operations listener does not serve the webhook.
     let r = reqwest::Client::new()
