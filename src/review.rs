@@ -142,7 +142,11 @@ impl Worker {
                 GrantCheck::NotCovered { .. } => "not_covered",
                 GrantCheck::Stale { .. } => "stale",
             };
-            metrics.grant_uses.with_label_values(&[label]).inc();
+            // A dry run is decided like the request but uses no grant (sideEffects:
+            // NoneOnDryRun): neither this count nor a Used Event.
+            if !input.request.dry_run {
+                metrics.grant_uses.with_label_values(&[label]).inc();
+            }
             check
         } else {
             GrantCheck::NotCovered {

@@ -35,6 +35,11 @@ async fn a_covering_grant_allows_and_is_named_in_the_answer_and_the_audit() {
         ago(5),
         "1h",
     )]);
+    // A dry run is decided the same way but is not a use of the grant.
+    let dry = server
+        .decide("/validate", &review("pod-create-prod-dryrun"))
+        .await;
+    assert_eq!(dry["allowed"], true, "{dry}");
     let r = server.decide("/validate", &review("pod-create-prod")).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(r["auditAnnotations"]["jitguard.dev/grant"], "alice-pods");
