@@ -117,6 +117,41 @@ pub struct Decision {
     pub request_access: Option<String>,
 }
 
+/// Why the answer is the deadline answer: `timeout` is the API server's webhook timeout.
+pub fn deadline_message(timeout: std::time::Duration) -> String {
+    format!(
+        "jitguard could not decide within the API server's {}ms webhook timeout (evaluation queue or policies too slow)",
+        timeout.as_millis()
+    )
+}
+
+impl Decision {
+    /// The answer sent when the API server's deadline came before a decision: a denial
+    /// with the reason, or under `--on-error allow` an allow with it as a warning.
+    pub fn deadline(message: &str, on_error: OnError) -> Self {
+        let (allowed, verdict, text, warnings) = match on_error {
+            OnError::Deny => (false, Verdict::Deny, message.to_string(), Vec::new()),
+            OnError::Allow => (
+                true,
+                Verdict::Warn,
+                String::new(),
+                vec![format!("{message}; allowed (--on-error allow)")],
+            ),
+        };
+        Self {
+            allowed,
+            verdict,
+            message: text,
+            warnings,
+            patch: Vec::new(),
+            grant: None,
+            would_deny: Vec::new(),
+            errors: vec![format!("[deadline] {message}")],
+            request_access: None,
+        }
+    }
+}
+
 /// What the decision needs to know about the request itself.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {

@@ -4,8 +4,10 @@
 //! failurePolicy instead of waiting out its timeout.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -24,7 +26,20 @@ pub struct Job {
     pub received: Instant,
     /// Past this instant nobody is waiting for the answer: skip the work.
     pub deadline: Instant,
+    /// The API server's webhook timeout, for the deadline answer's reason.
+    pub timeout: Duration,
+    /// Who answers: set once, by the worker before it sends its decision, or by the
+    /// server when the deadline comes first. The audit record and metrics follow the
+    /// answer actually sent.
+    pub claim: Arc<AtomicBool>,
     pub reply: oneshot::Sender<Outcome>,
+}
+
+impl Job {
+    /// Takes the right to answer; false if the server answered already.
+    fn claim(&self) -> bool {
+        !self.claim.swap(true, Ordering::AcqRel)
+    }
 }
 
 #[derive(Debug)]
@@ -108,25 +123,69 @@ fn work(rx: &Receiver<Job>, reviewer: Reviewer) {
     let mut worker = Worker::new(reviewer.clone());
     while let Ok(job) = rx.recv() {
         metrics.queue_depth.dec();
+        let message = crate::decision::deadline_message(job.timeout);
+        // The server sent its deadline answer while this waited: record that one.
+        if job.claim.load(Ordering::Acquire) {
+            record_unevaluated_deadline(&worker, &job, &message);
+            continue;
+        }
+        // The client went away: nothing was sent, nothing to decide.
         if job.reply.is_closed() {
             continue;
         }
         if Instant::now() >= job.deadline {
-            let _ = job.reply.send(Outcome::Expired);
+            let answering = job.claim();
+            record_unevaluated_deadline(&worker, &job, &message);
+            if answering {
+                let _ = job.reply.send(Outcome::Expired);
+            }
             continue;
         }
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            worker.review(&job.body, job.webhook, job.now, job.received)
+            worker.decide(&job.body, job.webhook, job.now)
         }));
-        let outcome = match result {
-            Ok(Ok(reviewed)) => Outcome::Decided(reviewed.body),
-            Ok(Err(e)) => Outcome::Invalid(e),
+        match result {
+            Ok(Ok(reviewed)) => {
+                let latency = job.received.elapsed();
+                if job.claim() {
+                    worker.commit(&reviewed, latency);
+                    let _ = job.reply.send(Outcome::Decided(reviewed.body));
+                } else {
+                    // The deadline answer went out while this was deciding.
+                    worker.commit_deadline(
+                        &reviewed.input,
+                        job.webhook,
+                        &reviewed.evaluation,
+                        &message,
+                        latency,
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                if job.claim() {
+                    let _ = job.reply.send(Outcome::Invalid(e));
+                }
+            }
             Err(_) => {
                 tracing::error!("evaluation panicked; the worker's engine is rebuilt");
                 worker = Worker::new(reviewer.clone());
-                Outcome::Crashed
+                if job.claim() {
+                    let _ = job.reply.send(Outcome::Crashed);
+                }
             }
-        };
-        let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// The deadline answer was sent for a review that was never evaluated.
+fn record_unevaluated_deadline(worker: &Worker, job: &Job, message: &str) {
+    if let Ok(input) = crate::admission::parse(&job.body) {
+        worker.commit_deadline(
+            &input,
+            job.webhook,
+            &crate::policy::Evaluation::default(),
+            message,
+            job.received.elapsed(),
+        );
     }
 }

@@ -74,6 +74,9 @@ pub struct Reviewed {
     pub decision: Decision,
     /// The AdmissionReview answer, encoded.
     pub body: Vec<u8>,
+    pub webhook: Webhook,
+    /// Workflow steps (audit event, who) to record if this answer is the one sent.
+    workflow_events: Vec<(&'static str, String)>,
 }
 
 /// A worker's private state: its own engine over the current snapshot.
@@ -107,13 +110,28 @@ impl Worker {
         self.engine.get_or_insert_with(|| current.engine())
     }
 
-    /// Decides one body received at `now` (the request's time; `--at` in dry-run).
+    /// Decides one body received at `now` (the request's time; `--at` in dry-run), and
+    /// records it (audit, metrics, workflow steps): for callers whose answer always goes
+    /// out, as dry-run's does.
     pub fn review(
         &mut self,
         body: &[u8],
         webhook: Webhook,
         now: Timestamp,
         received: Instant,
+    ) -> Result<Reviewed, ReviewError> {
+        let reviewed = self.decide(body, webhook, now)?;
+        self.commit(&reviewed, received.elapsed());
+        Ok(reviewed)
+    }
+
+    /// Decides one body without recording anything: the server records only once it
+    /// knows which answer was sent (this one, or its deadline answer).
+    pub fn decide(
+        &mut self,
+        body: &[u8],
+        webhook: Webhook,
+        now: Timestamp,
     ) -> Result<Reviewed, ReviewError> {
         let mut input = admission::parse(body)?;
         let request = &input.request;
@@ -177,23 +195,52 @@ impl Worker {
             workflow_patch: &workflow.patch,
         };
         let decision = decision::decide(&evaluation, &check, target, options);
-        if decision.allowed && !input.request.dry_run {
-            let name = &input.request.name;
-            for (event, by) in &workflow.events {
-                self.reviewer.audit.access_event(event, name, by);
-            }
-        }
-
         let review = admission::respond(&input.request.uid, &decision);
         let body = admission::encode(&review);
-        let latency = received.elapsed();
-        self.record(webhook, &input, &evaluation, &decision, latency);
         Ok(Reviewed {
             input,
             evaluation,
             decision,
             body,
+            webhook,
+            workflow_events: workflow.events,
         })
+    }
+
+    /// Records a decision that was sent: the workflow steps it admitted, its audit record
+    /// and its metrics.
+    pub fn commit(&self, reviewed: &Reviewed, latency: std::time::Duration) {
+        let Reviewed {
+            input,
+            evaluation,
+            decision,
+            webhook,
+            workflow_events,
+            ..
+        } = reviewed;
+        if decision.allowed && !input.request.dry_run {
+            for (event, by) in workflow_events {
+                self.reviewer
+                    .audit
+                    .access_event(event, &input.request.name, by);
+            }
+        }
+        self.record(*webhook, input, evaluation, decision, latency);
+    }
+
+    /// Records what was sent instead when the API server's deadline came first: the
+    /// deadline answer (a denial, or an allow with a warning under `--on-error allow`),
+    /// with what the evaluation had found, if it ran; no workflow step, no grant use.
+    pub fn commit_deadline(
+        &self,
+        input: &AdmissionInput,
+        webhook: Webhook,
+        evaluation: &Evaluation,
+        message: &str,
+        latency: std::time::Duration,
+    ) {
+        let decision = decision::Decision::deadline(message, self.reviewer.options.on_error);
+        self.record(webhook, input, evaluation, &decision, latency);
     }
 
     /// The approval workflow's verdict on an AccessRequest admission. A request that

@@ -238,13 +238,16 @@ async fn admit(
         .and_then(parse_go_duration)
         .unwrap_or(DEFAULT_API_SERVER_TIMEOUT);
     let deadline = received + answer_within(timeout);
-    let (reply, answer) = oneshot::channel();
+    let (reply, mut answer) = oneshot::channel();
+    let claim = Arc::new(AtomicBool::new(false));
     let job = Job {
         body: body.clone(),
         webhook,
         now,
         received,
         deadline,
+        timeout,
+        claim: claim.clone(),
         reply,
     };
     if let Err(overloaded) = state.pool.submit(job) {
@@ -258,20 +261,27 @@ async fn admit(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     }
-    match tokio::time::timeout_at(deadline.into(), answer).await {
-        Ok(Ok(Outcome::Decided(bytes))) => json(bytes),
-        Ok(Ok(Outcome::Invalid(e))) => reject(
+    let outcome = match tokio::time::timeout_at(deadline.into(), &mut answer).await {
+        Ok(outcome) => outcome,
+        // The deadline came first, unless the worker took the answer a moment before:
+        // then its decision is on its way and is the one sent (and recorded).
+        Err(_) if claim.swap(true, Ordering::AcqRel) => answer.await,
+        Err(_) => return deadline_answer(&state, &body, webhook, timeout),
+    };
+    match outcome {
+        Ok(Outcome::Decided(bytes)) => json(bytes),
+        Ok(Outcome::Invalid(e)) => reject(
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("not a valid AdmissionReview: {e}"),
         ),
-        Ok(Ok(Outcome::Crashed)) => reject(
+        Ok(Outcome::Crashed) => reject(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "internal error while evaluating; the failurePolicy applies".into(),
         ),
-        Ok(Ok(Outcome::Expired)) | Err(_) => deadline_answer(&state, &body, webhook, timeout),
-        Ok(Err(_)) => reject(
+        Ok(Outcome::Expired) => deadline_answer(&state, &body, webhook, timeout),
+        Err(_) => reject(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "the evaluation pool is shutting down".into(),
@@ -306,10 +316,7 @@ fn deadline_answer(
             "could not decide before the API server's timeout\n",
         );
     };
-    let message = format!(
-        "jitguard could not decide within the API server's {}ms webhook timeout (evaluation queue or policies too slow)",
-        timeout.as_millis()
-    );
+    let message = crate::decision::deadline_message(timeout);
     tracing::warn!(uid = %uid, webhook = webhook.name(), "answered before the API server's deadline without a decision");
     let review = match state.on_error {
         OnError::Deny => admission::respond_denied(&uid, &message),

@@ -208,8 +208,15 @@ async fn overload_gets_fast_503s_instead_of_timeouts() {
 
 #[tokio::test]
 async fn the_api_server_timeout_is_answered_with_a_reasoned_deny_before_it_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
     let server = Server::with(Options {
-        args: vec!["--eval-timeout".into(), "20s".into()],
+        args: vec![
+            "--eval-timeout".into(),
+            "3s".into(),
+            "--audit-file".into(),
+            audit.display().to_string(),
+        ],
         ..Options::default()
     });
     let body = with_label(review("pod-create-dev"), "slow", "true");
@@ -226,6 +233,38 @@ async fn the_api_server_timeout_is_answered_with_a_reasoned_deny_before_it_runs_
             .contains("could not decide within the API server's 1000ms webhook timeout"),
         "{r}"
     );
+    // The record and the metrics say what was sent: the deadline denial, not what the
+    // evaluation came to after the API server had its answer.
+    let uid = body["request"]["uid"].as_str().unwrap();
+    let mut record = serde_json::Value::Null;
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(uid)) {
+            record = serde_json::from_str(line).unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(record["decision"], "deny", "{record}");
+    assert!(
+        record["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not decide within the API server's 1000ms webhook timeout"),
+        "{record}"
+    );
+    assert!(
+        record["errors"].to_string().contains("[deadline]"),
+        "{record}"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"jitguard_admission_requests_total{decision="deny",kind="Pod",operation="CREATE",webhook="validate"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"decision="allow""#), "{metrics}");
 }
 
 /// The README's first command: `serve --dev` from the repository, then the curl lines it
