@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
@@ -194,6 +194,8 @@ pub struct PolicySet {
     packages: Vec<PackageInfo>,
     /// Whether the access package defines workflow parameters.
     has_access: bool,
+    /// The evaluation budget (`--eval-timeout`).
+    budget: Duration,
     generation: u64,
     digest: u64,
     files: usize,
@@ -244,6 +246,7 @@ impl PolicySet {
         Ok(Self {
             template: engine,
             has_access: access.is_some(),
+            budget: options.budget,
             packages,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             digest: sources.digest,
@@ -300,9 +303,19 @@ impl PolicyEngine {
 
     /// Evaluates every package. Never fails: a package that cannot decide carries an
     /// error, which the decision turns into a deny (or an allow with `--on-error allow`).
+    ///
+    /// All packages are evaluated at once within half the budget. If that fails (an error,
+    /// or a package running away with the time), they are evaluated one by one, each
+    /// within its share of what is left: the package at fault fails alone and the others
+    /// still decide. The whole stays within the budget.
     pub fn evaluate(&mut self, input: &Value) -> Evaluation {
+        let started = Instant::now();
+        let budget = self.set.budget;
         self.engine.set_input(input.clone());
-        match self.engine.eval_rule(AGGREGATE_RULE.to_string()) {
+        self.limit(budget / 2);
+        let outcome = self.engine.eval_rule(AGGREGATE_RULE.to_string());
+        let deadline = started + budget;
+        match outcome {
             Ok(Value::Array(results)) if results.len() == self.set.packages.len() => Evaluation {
                 packages: self
                     .set
@@ -312,19 +325,21 @@ impl PolicyEngine {
                     .map(|(pkg, value)| package_result(pkg, value))
                     .collect(),
             },
-            Ok(other) => self.evaluate_each(&format!("unexpected aggregate result {other}")),
-            // A time-out is not retried package by package: the budget is already spent,
-            // and the request must be answered within it.
-            Err(e) if is_time_limit(&e) => Evaluation {
-                packages: self
-                    .set
-                    .packages
-                    .iter()
-                    .map(|p| PackageResult::failed(p.name.clone(), time_limit_message(&e)))
-                    .collect(),
-            },
-            Err(e) => self.evaluate_each(&e.to_string()),
+            Ok(other) => {
+                self.evaluate_each(&format!("unexpected aggregate result {other}"), deadline)
+            }
+            Err(e) => self.evaluate_each(&one_line(&e.to_string()), deadline),
         }
+    }
+
+    /// The wall-clock limit of the next evaluation (at least 1 ms: regorus checks the
+    /// timer as it goes, and a zero limit would stop everything at once).
+    fn limit(&mut self, limit: Duration) {
+        self.engine
+            .set_execution_timer_config(ExecutionTimerConfig {
+                limit: limit.max(Duration::from_millis(1)),
+                check_interval: TIMER_CHECK_INTERVAL,
+            });
     }
 
     /// The approval workflow's parameters for an AccessRequest admission (`input` as for
@@ -351,18 +366,24 @@ impl PolicyEngine {
     }
 
     /// Slow path after the aggregate failed: evaluate package by package so the error is
-    /// attributed to the package that raised it and the others still decide.
-    fn evaluate_each(&mut self, aggregate_error: &str) -> Evaluation {
+    /// attributed to the package that raised it and the others still decide, each within
+    /// its share of the time left before `deadline`.
+    fn evaluate_each(&mut self, aggregate_error: &str, deadline: Instant) -> Evaluation {
         tracing::debug!(
             error = aggregate_error,
             "aggregate evaluation failed; evaluating packages one by one"
         );
-        let packages = self
-            .set
+        let count = self.set.packages.len();
+        let set = Arc::clone(&self.set);
+        let packages = set
             .packages
             .iter()
             .enumerate()
             .map(|(i, pkg)| {
+                // Time a package does not use goes to the ones after it.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let share = left / u32::try_from(count - i).unwrap_or(u32::MAX);
+                self.limit(share);
                 match self
                     .engine
                     .eval_rule(format!("data.{AGGREGATE_PACKAGE}.p{i}"))
@@ -383,6 +404,9 @@ impl PolicyEngine {
     }
 }
 
+/// How often regorus looks at the clock while evaluating (in steps).
+const TIMER_CHECK_INTERVAL: NonZeroU32 = NonZeroU32::MIN.saturating_add(31);
+
 fn new_engine(options: EvalOptions) -> Engine {
     let mut engine = Engine::new();
     // Builtin errors are errors (OPA's --strict-builtin-errors, which is how the reference
@@ -391,7 +415,7 @@ fn new_engine(options: EvalOptions) -> Engine {
     engine.set_strict_builtin_errors(true);
     engine.set_execution_timer_config(ExecutionTimerConfig {
         limit: options.budget,
-        check_interval: NonZeroU32::MIN.saturating_add(31),
+        check_interval: TIMER_CHECK_INTERVAL,
     });
     engine
 }
@@ -885,5 +909,42 @@ mod tests {
         let out = set.engine().evaluate(&Value::new_object());
         let err = out.packages[0].error.as_deref().unwrap_or_default();
         assert!(err.contains("time budget"), "{out:?}");
+    }
+
+    #[test]
+    fn a_runaway_package_fails_alone_and_the_others_still_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("slow.rego"),
+            "package slow\ndeny contains \"x\" if { count([1 | some a in numbers.range(1, 5000); some b in numbers.range(1, 5000); a < b]) < 0 }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("steady.rego"),
+            "package steady\nrequire_grant contains \"needs a grant\" if { true }\n",
+        )
+        .unwrap();
+        let set = Arc::new(
+            PolicySet::load(
+                dir.path(),
+                EvalOptions {
+                    budget: Duration::from_millis(100),
+                },
+            )
+            .unwrap(),
+        );
+        let out = set.engine().evaluate(&Value::new_object());
+        let slow = out.packages.iter().find(|p| &*p.package == "slow").unwrap();
+        assert!(
+            slow.error.as_deref().unwrap_or("").contains("time budget"),
+            "{out:?}"
+        );
+        let steady = out
+            .packages
+            .iter()
+            .find(|p| &*p.package == "steady")
+            .unwrap();
+        assert!(steady.error.is_none(), "{out:?}");
+        assert_eq!(steady.findings[0].msg, "needs a grant");
     }
 }

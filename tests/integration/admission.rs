@@ -236,6 +236,53 @@ async fn a_runaway_policy_is_cut_off_by_the_evaluation_budget() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
+/// One runaway package beside the shipped pack must not switch the others off: it fails
+/// within its share of the budget, and the namespace guardrail still denies a change in
+/// prod without a grant, whatever --on-error says.
+#[tokio::test]
+async fn a_runaway_package_does_not_switch_off_the_shipped_pack() {
+    for on_error in ["deny", "allow"] {
+        let server = Server::with(Options {
+            policies: None,
+            args: vec![
+                "--eval-timeout".into(),
+                "300ms".into(),
+                "--on-error".into(),
+                on_error.into(),
+            ],
+            ..Options::default()
+        });
+        std::fs::create_dir_all(server.policies().join("acme")).unwrap();
+        std::fs::write(
+            server.policies().join("acme/runaway.rego"),
+            "package acme.runaway\n\ndeny contains \"x\" if {\n\tcount([1 | some a in numbers.range(1, 20000); some b in numbers.range(1, 20000); a < b]) < 0\n}\n",
+        )
+        .unwrap();
+        assert!(
+            server
+                .wait_for_log("policies reloaded", std::time::Duration::from_secs(20))
+                .await
+        );
+        let r = server.decide("/validate", &review("pod-create-prod")).await;
+        assert_eq!(r["allowed"], false, "--on-error {on_error}: {r}");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("[jitguard.namespaces] creation of Pod prod/"),
+            "--on-error {on_error}: {message}"
+        );
+        if on_error == "allow" {
+            assert!(
+                r["warnings"]
+                    .to_string()
+                    .contains("policy acme.runaway failed and was skipped"),
+                "{r}"
+            );
+        } else {
+            assert!(message.contains("[acme.runaway] policy error"), "{message}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn delete_connect_dry_run_and_deleting_objects_are_all_evaluated() {
     let server = Server::start();
