@@ -351,6 +351,8 @@ impl PolicyEngine {
         if !self.set.has_access {
             return Ok(crate::approval::AccessPolicy::default());
         }
+        // The whole budget: the last evaluation may have left a package's share set.
+        self.limit(self.set.budget);
         self.engine.set_input(input.clone());
         let value = self
             .engine
