@@ -35,6 +35,20 @@ pub fn run_tests(args: &TestArgs) -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
+    // Nothing run is not a pass: a wrong folder or a filter that matches nothing would
+    // otherwise turn a CI step green.
+    if results.is_empty() {
+        let filter = args
+            .run
+            .as_deref()
+            .map(|r| format!(" matching --run {r:?}"))
+            .unwrap_or_default();
+        eprintln!(
+            "jitguard test: no tests{filter} under {}: tests are test_* rules in *_test.rego files; pass the folder that holds them",
+            args.dir.display()
+        );
+        return ExitCode::from(exit::ERROR);
+    }
     let mut failed = 0;
     let mut out = String::new();
     for r in &results {

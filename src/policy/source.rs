@@ -24,7 +24,7 @@ pub enum LoadError {
     Data { path: PathBuf, message: String },
     #[error("{0}")]
     Contract(String),
-    #[error("no Rego policies (*.rego, other than *_test.rego) under {0}: point --policies at the folder that holds them")]
+    #[error("no Rego policies (*.rego, other than *_test.rego) under {0}: give the folder that holds them (--policies for serve and dry-run, the folder argument for check and test)")]
     Empty(PathBuf),
 }
 

@@ -228,6 +228,20 @@ fn test_runs_the_shipped_pack_and_reports_each_test() {
     ));
 }
 
+/// Nothing run is not a pass: an empty or wrong folder, or a filter that matches no
+/// test, exits 2 and says why.
+#[test]
+fn test_with_no_tests_to_run_exits_2_naming_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().to_str().unwrap();
+    let (code, out, err) = run(&["test", empty]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains(&format!("no tests under {empty}")), "{err}");
+    let (code, _, err) = run(&["test", "policies", "--run", "no-such-test"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("matching --run \"no-such-test\""), "{err}");
+}
+
 #[test]
 fn test_exits_1_on_a_failing_test_and_2_on_a_compile_error() {
     let dir = tempfile::tempdir().unwrap();
