@@ -114,6 +114,17 @@ impl Controller {
     }
 
     /// Runs until the task is dropped.
+    /// This replica's hand on the controller's Lease (serve also uses it to give the
+    /// Lease up at shutdown, once `run` has stopped).
+    pub fn lease(&self) -> LeaderElector {
+        LeaderElector::new(
+            Api::<Lease>::namespaced(self.client.clone(), &self.config.namespace),
+            NAME,
+            &self.config.identity,
+            self.config.lease_duration,
+        )
+    }
+
     pub async fn run(mut self) {
         let api: Api<AccessRequest> = Api::all(self.client.clone());
         let (store, writer) = reflector::store();
@@ -121,12 +132,7 @@ impl Controller {
             .default_backoff()
             .reflect(writer);
         tokio::pin!(stream);
-        let elector = LeaderElector::new(
-            Api::<Lease>::namespaced(self.client.clone(), &self.config.namespace),
-            NAME,
-            &self.config.identity,
-            self.config.lease_duration,
-        );
+        let elector = self.lease();
         // Renew well inside the lease, as client-go does (renew deadline < lease duration).
         let renew_every = self.config.lease_duration / 3;
         let mut leading_until: Option<Instant> = None;

@@ -891,14 +891,13 @@ mod tests {
         assert!(matches!(err, LoadError::Empty(_)), "{err}");
     }
 
+    /// 25 million cheap steps: far more than a test's budget.
+    const SLOW_POLICY: &str = "package slow\ndeny contains \"x\" if { count([1 | some a in numbers.range(1, 5000); some b in numbers.range(1, 5000); a < b]) < 0 }\n";
+
     #[test]
     fn a_runaway_policy_is_stopped_by_the_budget() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("slow.rego"),
-            "package slow\ndeny contains \"x\" if { count([1 | some a in numbers.range(1, 5000); some b in numbers.range(1, 5000); a < b]) < 0 }\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("slow.rego"), SLOW_POLICY).unwrap();
         let set = Arc::new(
             PolicySet::load(
                 dir.path(),
@@ -916,11 +915,7 @@ mod tests {
     #[test]
     fn a_runaway_package_fails_alone_and_the_others_still_decide() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("slow.rego"),
-            "package slow\ndeny contains \"x\" if { count([1 | some a in numbers.range(1, 5000); some b in numbers.range(1, 5000); a < b]) < 0 }\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("slow.rego"), SLOW_POLICY).unwrap();
         std::fs::write(
             dir.path().join("steady.rego"),
             "package steady\nrequire_grant contains \"needs a grant\" if { true }\n",

@@ -123,10 +123,9 @@ fn work(rx: &Receiver<Job>, reviewer: Reviewer) {
     let mut worker = Worker::new(reviewer.clone());
     while let Ok(job) = rx.recv() {
         metrics.queue_depth.dec();
-        let message = crate::decision::deadline_message(job.timeout);
         // The server sent its deadline answer while this waited: record that one.
         if job.claim.load(Ordering::Acquire) {
-            record_unevaluated_deadline(&worker, &job, &message);
+            record_unevaluated_deadline(&worker, &job);
             continue;
         }
         // The client went away: nothing was sent, nothing to decide.
@@ -135,7 +134,7 @@ fn work(rx: &Receiver<Job>, reviewer: Reviewer) {
         }
         if Instant::now() >= job.deadline {
             let answering = job.claim();
-            record_unevaluated_deadline(&worker, &job, &message);
+            record_unevaluated_deadline(&worker, &job);
             if answering {
                 let _ = job.reply.send(Outcome::Expired);
             }
@@ -156,7 +155,7 @@ fn work(rx: &Receiver<Job>, reviewer: Reviewer) {
                         &reviewed.input,
                         job.webhook,
                         &reviewed.evaluation,
-                        &message,
+                        job.timeout,
                         latency,
                     );
                 }
@@ -178,13 +177,13 @@ fn work(rx: &Receiver<Job>, reviewer: Reviewer) {
 }
 
 /// The deadline answer was sent for a review that was never evaluated.
-fn record_unevaluated_deadline(worker: &Worker, job: &Job, message: &str) {
+fn record_unevaluated_deadline(worker: &Worker, job: &Job) {
     if let Ok(input) = crate::admission::parse(&job.body) {
         worker.commit_deadline(
             &input,
             job.webhook,
             &crate::policy::Evaluation::default(),
-            message,
+            job.timeout,
             job.received.elapsed(),
         );
     }

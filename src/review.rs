@@ -236,10 +236,11 @@ impl Worker {
         input: &AdmissionInput,
         webhook: Webhook,
         evaluation: &Evaluation,
-        message: &str,
+        timeout: std::time::Duration,
         latency: std::time::Duration,
     ) {
-        let decision = decision::Decision::deadline(message, self.reviewer.options.on_error);
+        let message = decision::deadline_message(timeout);
+        let decision = decision::Decision::deadline(&message, self.reviewer.options.on_error);
         self.record(webhook, input, evaluation, &decision, latency);
     }
 

@@ -323,12 +323,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ));
             if args.controller {
                 let mut config = controller::Config::new(&args.namespace, &identity);
-                lease = Some(controller::lease::LeaderElector::new(
-                    kube::Api::namespaced(client.clone(), &args.namespace),
-                    controller::NAME,
-                    &identity,
-                    config.lease_duration,
-                ));
                 config.reap.extend(args.reap.iter().cloned());
                 let controller = controller::Controller::new(
                     client,
@@ -338,6 +332,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     config,
                 )
                 .with_namespaces(namespaces.clone());
+                lease = Some(controller.lease());
                 background.spawn(controller.run());
             }
             None

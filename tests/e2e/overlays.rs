@@ -9,33 +9,25 @@ use crate::cluster::{copy_dir, root, Cluster};
 /// What the cert-manager overlay needs present: cert-manager's two kinds. Their real
 /// schemas are not available offline; these accept any spec, so the API server checks
 /// only that the kinds exist and the objects are well-formed.
-const CERT_MANAGER_CRDS: &str = r#"
+fn cert_manager_crd(kind: &str, plural: &str) -> String {
+    let singular = kind.to_lowercase();
+    format!(
+        r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: issuers.cert-manager.io}
+metadata: {{name: {plural}.cert-manager.io}}
 spec:
   group: cert-manager.io
   scope: Namespaced
-  names: {kind: Issuer, plural: issuers, singular: issuer, listKind: IssuerList}
+  names: {{kind: {kind}, plural: {plural}, singular: {singular}, listKind: {kind}List}}
   versions:
     - name: v1
       served: true
       storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: certificates.cert-manager.io}
-spec:
-  group: cert-manager.io
-  scope: Namespaced
-  names: {kind: Certificate, plural: certificates, singular: certificate, listKind: CertificateList}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-"#;
+      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+"#
+    )
+}
 
 /// Both overlays are accepted by `c`'s API server, every object of them. Run as the
 /// cluster's admin, where jitguard's own webhooks are not registered (an install or a
@@ -54,7 +46,9 @@ pub fn are_accepted_by_the_api_server(c: &Cluster) {
         .unwrap();
     assert!(certs.status.success());
 
-    c.apply("admin", CERT_MANAGER_CRDS).success();
+    for (kind, plural) in [("Issuer", "issuers"), ("Certificate", "certificates")] {
+        c.apply("admin", &cert_manager_crd(kind, plural)).success();
+    }
     for crd in ["issuers.cert-manager.io", "certificates.cert-manager.io"] {
         c.kubectl(
             "admin",
