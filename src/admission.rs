@@ -347,7 +347,7 @@ pub fn respond_denied(uid: &str, message: &str) -> AdmissionReview<DynamicObject
 /// An allowed answer with a warning (fail-open paths).
 pub fn respond_allowed_with_warning(uid: &str, warning: &str) -> AdmissionReview<DynamicObject> {
     let mut response = base_response(uid);
-    response.warnings = Some(vec![crate::decision::truncate(
+    response.warnings = Some(vec![crate::text::truncate(
         warning,
         crate::decision::WARNING_LIMIT,
     )]);

@@ -1,8 +1,9 @@
 //! Audit records: one per decision and one per grant lifecycle step.
 //!
-//! Each record is a tracing event on target `jitguard::audit` (structured JSON on stdout
-//! with `--log-format json`) and, with `--audit-file`, a JSON line appended by a writer
-//! thread so that no request waits on the disk.
+//! Each record is serialized once and goes, in that one shape, to the log (target
+//! `jitguard::audit`: the record itself with `--log-format json`, a readable summary in
+//! text logs) and, with `--audit-file`, to a JSON line appended by a writer thread so
+//! that no request waits on the disk.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,12 +11,14 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde::Serialize;
+use tracing::Level;
 
 use crate::admission::RequestInfo;
+use crate::decision::Options;
 use crate::decision::{Decision, GrantUse, Webhook};
 use crate::grant::Grant;
 use crate::metrics::Metrics;
-use crate::policy::{Evaluation, RuleKind};
+use crate::policy::{Enforcement, Evaluation, RuleKind};
 
 pub const TARGET: &str = "jitguard::audit";
 
@@ -24,6 +27,8 @@ struct FindingRecord<'a> {
     package: &'a str,
     rule: RuleKind,
     msg: &'a str,
+    /// How this finding counted: its package's mode, or the server-wide override.
+    enforcement: Enforcement,
 }
 
 /// The audit record of one admission decision.
@@ -35,8 +40,9 @@ pub struct DecisionRecord<'a> {
     pub request: &'a RequestInfo,
     pub decision: &'a str,
     pub allowed: bool,
+    /// What the requester was told (the AdmissionResponse's status message).
     #[serde(skip_serializing_if = "str::is_empty")]
-    pub message: &'a str,
+    pub reason: &'a str,
     findings: Vec<FindingRecord<'a>>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub warnings: &'a [String],
@@ -46,7 +52,9 @@ pub struct DecisionRecord<'a> {
     pub errors: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<&'a GrantUse>,
-    pub enforcement: &'static str,
+    /// `--enforcement`, when the server runs every package in that mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcement_override: Option<Enforcement>,
     pub latency_us: u64,
 }
 
@@ -56,17 +64,19 @@ impl<'a> DecisionRecord<'a> {
         request: &'a RequestInfo,
         evaluation: &'a Evaluation,
         decision: &'a Decision,
-        enforcement: &'static str,
+        options: Options,
         latency: std::time::Duration,
     ) -> Self {
         let findings = evaluation
             .packages
             .iter()
             .flat_map(|p| {
-                p.findings.iter().map(|f| FindingRecord {
+                let enforcement = crate::decision::mode(p, options);
+                p.findings.iter().map(move |f| FindingRecord {
                     package: &p.package,
                     rule: f.rule,
                     msg: &f.msg,
+                    enforcement,
                 })
             })
             .collect();
@@ -77,13 +87,13 @@ impl<'a> DecisionRecord<'a> {
             request,
             decision: decision.verdict.name(),
             allowed: decision.allowed,
-            message: &decision.message,
+            reason: &decision.message,
             findings,
             warnings: &decision.warnings,
             would_deny: &decision.would_deny,
             errors: &decision.errors,
             grant: decision.grant.as_ref(),
-            enforcement,
+            enforcement_override: options.enforcement,
             latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         }
     }
@@ -109,6 +119,8 @@ pub struct Audit {
     file: Option<Sender<String>>,
     uses: Option<tokio::sync::mpsc::Sender<GrantUsed>>,
     caller: Caller,
+    /// The log is JSON (`--log-format json`): records go there in their own shape.
+    json_log: bool,
 }
 
 /// Who can have sent the reviews this server decides, as recorded in each admission
@@ -169,7 +181,16 @@ impl Audit {
             file: None,
             uses: None,
             caller: Caller::Unverified,
+            json_log: false,
         }
+    }
+
+    /// The log is JSON lines on stdout: each record is written there as the same object
+    /// the audit file gets (plus the log's `timestamp`, `level`, `target` and `message`),
+    /// not flattened into tracing fields, where lists would become strings.
+    pub fn with_json_log(mut self, json: bool) -> Self {
+        self.json_log = json;
+        self
     }
 
     /// Who can call this server: the API server alone (`--client-ca`) or anyone.
@@ -201,6 +222,7 @@ impl Audit {
                 file: Some(tx),
                 uses: None,
                 caller: Caller::Unverified,
+                json_log: false,
             },
             AuditWriter {
                 thread: Some(thread),
@@ -237,35 +259,53 @@ impl Audit {
                 ),
             });
         }
-        let findings = serde_json::to_string(&record.findings).unwrap_or_default();
-        tracing::info!(
-            target: TARGET,
-            event = record.event,
-            webhook = record.webhook.name(),
-            uid = %record.request.uid,
-            user = %record.request.user,
-            groups = ?record.request.groups,
-            operation = record.request.operation.as_str(),
-            group = %record.request.group,
-            version = %record.request.version,
-            kind = %record.request.kind,
-            resource = %record.request.resource_path(),
-            namespace = %record.request.namespace,
-            name = %record.request.name,
-            dry_run = record.request.dry_run,
-            decision = record.decision,
-            reason = %record.message,
-            findings = %findings,
-            grant = record.grant.map(|g| g.name.as_str()).unwrap_or(""),
-            enforcement = record.enforcement,
-            latency_us = record.latency_us,
-            caller = self.caller.name(),
-            "admission decision"
+        let r = record.request;
+        self.emit(
+            Level::INFO,
+            "admission decision",
+            &FromCaller {
+                record,
+                caller: self.caller.name(),
+            },
+            || {
+                let target = if r.namespace.is_empty() {
+                    r.name.clone()
+                } else {
+                    format!("{}/{}", r.namespace, r.name)
+                };
+                let mut text = format!(
+                    "{} {}: {} {} {target}",
+                    record.decision,
+                    r.user,
+                    r.operation.as_str(),
+                    r.resource_path()
+                );
+                if r.dry_run {
+                    text.push_str(" (dry run)");
+                }
+                if !record.reason.is_empty() {
+                    text.push_str(&format!(": {}", crate::text::one_line(record.reason)));
+                }
+                for (label, list) in [
+                    ("warning", record.warnings),
+                    ("would deny", record.would_deny),
+                    ("error", record.errors),
+                ] {
+                    for item in list {
+                        text.push_str(&format!(" | {label}: {}", crate::text::one_line(item)));
+                    }
+                }
+                if let Some(g) = record.grant {
+                    text.push_str(&format!(" | grant {}", g.name));
+                }
+                text.push_str(&format!(
+                    " | {} us, caller {}",
+                    record.latency_us,
+                    self.caller.name()
+                ));
+                text
+            },
         );
-        self.write(&FromCaller {
-            record,
-            caller: self.caller.name(),
-        });
     }
 
     /// A grant lifecycle step (`grant.live`, `grant.expired`, ...).
@@ -323,13 +363,23 @@ impl Audit {
             detail,
             caller,
         };
-        let shown = caller.unwrap_or("");
-        if event.contains("break_glass") {
-            tracing::warn!(target: TARGET, event, request, by, detail, caller = shown, "BREAK-GLASS access workflow");
+        let (level, message) = if event.contains("break_glass") {
+            (Level::WARN, "BREAK-GLASS access workflow")
         } else {
-            tracing::info!(target: TARGET, event, request, by, detail, caller = shown, "access workflow");
-        }
-        self.write(&record);
+            (Level::INFO, "access workflow")
+        };
+        self.emit(level, message, &record, || {
+            let mut text = format!("{event} {request} by {by}");
+            if !detail.is_empty() {
+                text.push_str(": ");
+                text.push_str(detail);
+            }
+            if let Some(caller) = caller {
+                text.push_str(" | caller ");
+                text.push_str(caller);
+            }
+            text
+        });
     }
 
     pub fn grant_event_named(&self, event: &str, name: &str, requester: &str, by: &str) {
@@ -346,23 +396,82 @@ impl Audit {
     }
 
     fn emit_grant(&self, record: &GrantRecord<'_>) {
-        if record.break_glass {
-            tracing::warn!(target: TARGET, event = record.event, grant = record.grant, requester = record.requester, by = record.by, break_glass = true, "BREAK-GLASS grant lifecycle");
+        let (level, message) = if record.break_glass {
+            (Level::WARN, "BREAK-GLASS grant lifecycle")
         } else {
-            tracing::info!(target: TARGET, event = record.event, grant = record.grant, requester = record.requester, by = record.by, "grant lifecycle");
-        }
-        self.write(record);
+            (Level::INFO, "grant lifecycle")
+        };
+        self.emit(level, message, record, || {
+            let mut text = format!("{} {} of {}", record.event, record.grant, record.requester);
+            if !record.by.is_empty() {
+                text.push_str(" by ");
+                text.push_str(record.by);
+            }
+            if let Some(at) = &record.expires_at {
+                text.push_str(" | expires ");
+                text.push_str(at);
+            }
+            text
+        });
     }
 
-    fn write(&self, record: &impl Serialize) {
-        if let Some(tx) = &self.file {
-            if let Ok(line) = serde_json::to_string(record) {
-                // Unbounded on purpose: appending a line is far faster than deciding one,
-                // and an audit record must not be dropped.
-                let _ = tx.send(line);
+    /// Serializes a record once and sends that one shape everywhere: the audit file, and
+    /// the JSON log; a text log gets `text()` (built only when the log wants it).
+    fn emit(
+        &self,
+        level: Level,
+        message: &str,
+        record: &impl Serialize,
+        text: impl FnOnce() -> String,
+    ) {
+        let enabled = match level {
+            Level::WARN => tracing::enabled!(target: TARGET, Level::WARN),
+            _ => tracing::enabled!(target: TARGET, Level::INFO),
+        };
+        if self.file.is_none() && !enabled {
+            return;
+        }
+        let Ok(line) = serde_json::to_string(record) else {
+            return;
+        };
+        if enabled {
+            if self.json_log {
+                log_json_line(level, message, &line);
+            } else if level == Level::WARN {
+                tracing::warn!(target: TARGET, "{message}: {}", text());
+            } else {
+                tracing::info!(target: TARGET, "{message}: {}", text());
             }
         }
+        if let Some(tx) = &self.file {
+            // Unbounded on purpose: appending a line is far faster than deciding one,
+            // and an audit record must not be dropped.
+            let _ = tx.send(line);
+        }
     }
+}
+
+/// One JSON log line, as tracing-subscriber's flattened JSON lines look (`timestamp`,
+/// `level`, `target`, `message`), followed by the record's own fields.
+fn log_json_line(level: Level, message: &str, record: &str) {
+    use std::io::Write as _;
+    let Some(fields) = record.strip_prefix('{') else {
+        return;
+    };
+    let head = serde_json::json!({
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "level": level.as_str(),
+        "target": TARGET,
+        "message": message,
+    })
+    .to_string();
+    let Some(head) = head.strip_suffix('}') else {
+        return;
+    };
+    let separator = if fields.starts_with('}') { "" } else { "," };
+    // One write under stdout's lock: the line cannot interleave with tracing's lines.
+    let line = format!("{head}{separator}{fields}\n");
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
 }
 
 fn write_lines(file: std::fs::File, rx: &Receiver<String>, metrics: &Metrics) {
@@ -423,7 +532,7 @@ mod tests {
             &input.request,
             &evaluation,
             &decision,
-            "deny",
+            Options::default(),
             std::time::Duration::ZERO,
         );
         for (caller, published) in [(Caller::Unverified, false), (Caller::ApiServer, true)] {

@@ -86,11 +86,17 @@ pub fn main() -> ExitCode {
         matches!(cli.command, Command::Serve(_)),
     );
     match cli.command {
-        Command::Serve(args) => match serve::run(*args) {
+        Command::Serve(args) => match serve::run(*args, cli.log_format == LogFormat::Json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!("{e:#}");
-                eprintln!("jitguard: {e:#}");
+                let message = error_chain(&e);
+                // Once: on the log when it is on (where a container's reader looks),
+                // otherwise on stderr.
+                if tracing::enabled!(tracing::Level::ERROR) {
+                    tracing::error!("{message}");
+                } else {
+                    eprintln!("jitguard: {message}");
+                }
                 ExitCode::from(exit::ERROR)
             }
         },
@@ -103,7 +109,7 @@ pub fn main() -> ExitCode {
         Command::BenchCeiling(args) => match ceiling::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("jitguard bench-ceiling: {e:#}");
+                eprintln!("jitguard bench-ceiling: {}", error_chain(&e));
                 ExitCode::from(exit::ERROR)
             }
         },
@@ -164,15 +170,42 @@ macro_rules! w {
 }
 pub(crate) use w;
 
+/// An error and its causes on one line, each cause once: many errors already name their
+/// source in their own text (`cannot read x: No such file...`), and anyhow's `{:#}` would
+/// repeat it.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// `serve` logs to stdout (the container convention); the other commands keep stdout for
 /// their results and log to stderr.
 fn init_logging(format: LogFormat, filter: &str, stdout: bool) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|e| {
         eprintln!("jitguard: invalid --log filter {filter:?} ({e}); using info");
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only on a terminal: a log written to a file or a pipe must stay plain text.
+    let ansi = if stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let result = match (format, stdout) {
         (LogFormat::Json, true) => builder
             .json()
@@ -196,4 +229,21 @@ fn init_logging(format: LogFormat, filter: &str, stdout: bool) {
 /// A `--policies` default that works from the repository and in the container image.
 pub(crate) fn default_policies() -> PathBuf {
     PathBuf::from("policies")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let inner = crate::policy::LoadError::Io {
+            path: "/nope".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(inner).context("loading policies");
+        assert_eq!(
+            super::error_chain(&e),
+            "loading policies: cannot read /nope: No such file"
+        );
+    }
 }

@@ -437,7 +437,7 @@ fn recorder(client: Client, identity: String) -> Recorder {
 
 /// A step as a Kubernetes Event (notes are limited to 1 kB).
 fn event(step: &Step) -> Event {
-    let mut note = crate::decision::prefix_within(&step.note, 1000).to_string();
+    let mut note = crate::text::prefix_within(&step.note, 1000).to_string();
     if note.len() < step.note.len() {
         note.push_str("...");
     }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::admission::Operation;
 use crate::policy::{Enforcement, Evaluation, PackageResult, RuleKind, ACCESS_PACKAGE};
+use crate::text::truncate;
 
 /// Kubernetes shows at most this many characters of a warning without truncating it.
 pub const WARNING_LIMIT: usize = 120;
@@ -357,7 +358,7 @@ pub fn needs_grant(evaluation: &Evaluation, options: Options) -> bool {
 /// package's own. The access policy's rules (what is requestable, for how long, tickets)
 /// guard the workflow's integrity, not the cluster: roll-out mode never relaxes them,
 /// like the workflow's own refusals.
-fn mode(pkg: &PackageResult, options: Options) -> Enforcement {
+pub fn mode(pkg: &PackageResult, options: Options) -> Enforcement {
     if &*pkg.package == ACCESS_PACKAGE {
         Enforcement::Deny
     } else {
@@ -409,26 +410,6 @@ fn check_patch(
     let mut copy = object.clone();
     json_patch::patch(&mut copy, ops)
         .map_err(|e| format!("the policies' patch does not apply to the object: {e}"))
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character
-/// boundary (for limits the API server counts in bytes: Event notes, name prefixes).
-pub fn prefix_within(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default()
-}
-
-/// Cuts to at most `limit` characters (not bytes), marking the cut.
-pub fn truncate(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
@@ -731,13 +712,5 @@ mod tests {
             Options::default(),
         );
         assert!(d.allowed && d.patch.is_empty(), "{d:?}");
-    }
-
-    #[test]
-    fn warnings_are_cut_to_120_characters_on_char_boundaries() {
-        let long = "é".repeat(300);
-        let t = truncate(&long, WARNING_LIMIT);
-        assert_eq!(t.chars().count(), WARNING_LIMIT);
-        assert!(t.ends_with('…'));
     }
 }

@@ -30,6 +30,7 @@ pub mod pool;
 pub mod reload;
 pub mod review;
 pub mod server;
+pub mod text;
 
 /// Process-wide setup shared by the binary, tests and benches: rustls needs exactly one
 /// crypto provider, and kube, reqwest and our server must agree on it (ring).

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::text::one_line;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
@@ -716,17 +717,6 @@ fn time_limit_message(e: &anyhow::Error) -> String {
         "policy evaluation ran out of its time budget and was stopped ({}); simplify the policy or raise --eval-timeout",
         one_line(&e.to_string())
     )
-}
-
-/// regorus errors span several lines (a source excerpt with a caret); logs, metrics and
-/// AdmissionResponse messages want one.
-pub fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && *l != "|")
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::decision::{self, Decision, GrantCheck, Options, Webhook};
 use crate::grant::{self, AccessRequest, GrantStore};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
-use crate::policy::{Enforcement, Evaluation, PolicyEngine, PolicySet};
+use crate::policy::{Evaluation, PolicyEngine, PolicySet};
 
 /// What every worker shares: the current policies, the grant cache and the sinks.
 #[derive(Clone)]
@@ -356,18 +356,12 @@ impl Worker {
             .duration
             .with_label_values(&[webhook.name()])
             .observe(latency.as_secs_f64());
-        let enforcement = self
-            .reviewer
-            .options
-            .enforcement
-            .unwrap_or(Enforcement::Deny)
-            .name();
         self.reviewer.audit.decision(&DecisionRecord::new(
             webhook,
             request,
             evaluation,
             decision,
-            enforcement,
+            self.reviewer.options,
             latency,
         ));
     }

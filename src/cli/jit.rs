@@ -329,7 +329,7 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
                 metadata: ObjectMeta {
                     generate_name: Some(format!(
                         "{}-ext-",
-                        crate::decision::prefix_within(&x.name, 50)
+                        crate::text::prefix_within(&x.name, 50)
                     )),
                     ..ObjectMeta::default()
                 },

@@ -145,6 +145,7 @@ struct Config {
     cert: PathBuf,
     key: PathBuf,
     grants: Option<PathBuf>,
+    json_log: bool,
 }
 
 impl Config {
@@ -206,12 +207,15 @@ impl Config {
             key,
             grants,
             args,
+            json_log: false,
         })
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::resolve(args)?;
+/// `json_log`: the log is JSON lines, so audit records go there as JSON objects.
+pub fn run(args: ServeArgs, json_log: bool) -> anyhow::Result<()> {
+    let mut config = Config::resolve(args)?;
+    config.json_log = json_log;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("jitguard-io")
@@ -233,11 +237,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // With --client-ca only the API server gets through the handshake; without it, the
     // records say that anyone could have sent the review.
-    let mut audit = audit.with_caller(if args.client_ca.is_some() {
-        crate::audit::Caller::ApiServer
-    } else {
-        crate::audit::Caller::Unverified
-    });
+    let mut audit = audit
+        .with_json_log(config.json_log)
+        .with_caller(if args.client_ca.is_some() {
+            crate::audit::Caller::ApiServer
+        } else {
+            crate::audit::Caller::Unverified
+        });
 
     let pair = tls::load_pair(&config.cert, &config.key)?;
     let resolver = tls::ReloadingCert::new(pair);

@@ -7,7 +7,8 @@ use regorus::unstable::{Parser, Rule, RuleHead};
 use regorus::Value;
 
 use super::source::{LoadError, Sources};
-use super::{new_engine, one_line, prepare, reference, EvalOptions};
+use super::{new_engine, prepare, reference, EvalOptions};
+use crate::text::one_line;
 
 /// A test gets far more time than a request does, but not forever.
 const TEST_BUDGET: Duration = Duration::from_secs(30);

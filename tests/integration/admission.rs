@@ -330,18 +330,24 @@ async fn policies_see_the_request_time_in_input_jit() {
 }
 
 #[tokio::test]
-async fn every_decision_is_an_audit_record_in_the_log_and_the_audit_file() {
+async fn every_decision_is_one_audit_record_of_one_shape_in_the_log_and_the_audit_file() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let server = Server::with(Options {
         args: vec!["--audit-file".into(), audit.display().to_string()],
         ..Options::default()
     });
-    server.decide("/validate", &review("pod-exec-prod")).await;
+    // Denied by an enforcing package, with a finding of an audit-mode package beside it.
+    let both = with_label(
+        with_label(review("pod-create-prod"), "rollout", "deny"),
+        "forbidden",
+        "true",
+    );
+    server.decide("/validate", &both).await;
     server.decide("/validate", &review("pod-create-dev")).await;
     let records: Vec<serde_json::Value> = {
         let mut found = Vec::new();
-        for _ in 0..100 {
+        for _ in 0..250 {
             let text = std::fs::read_to_string(&audit).unwrap_or_default();
             found = text
                 .lines()
@@ -359,27 +365,90 @@ async fn every_decision_is_an_audit_record_in_the_log_and_the_audit_file() {
     assert_eq!(exec["event"], "admission");
     assert_eq!(exec["decision"], "deny");
     assert_eq!(exec["request"]["user"], "alice@example.com");
-    assert_eq!(exec["request"]["operation"], "CONNECT");
-    assert_eq!(exec["request"]["sub_resource"], "exec");
-    assert_eq!(exec["findings"][0]["package"], "test.core");
-    assert_eq!(exec["findings"][0]["rule"], "require_grant");
+    assert!(exec["request"]["groups"].is_array(), "{exec}");
+    assert_eq!(exec["request"]["operation"], "CREATE");
+    assert_eq!(exec["request"]["namespace"], "prod");
+    assert_eq!(exec["request"]["dry_run"], false);
+    assert!(
+        exec["reason"].as_str().unwrap().contains("forbidden=true"),
+        "{exec}"
+    );
     assert!(exec["latency_us"].as_u64().is_some());
+    // Each finding says how it counted: its own package's mode.
+    let findings = exec["findings"].as_array().unwrap();
+    let mode_of = |package: &str| {
+        findings
+            .iter()
+            .find(|f| f["package"] == package)
+            .map(|f| f["enforcement"].clone())
+    };
+    assert_eq!(mode_of("test.core"), Some(json!("deny")), "{exec}");
+    assert_eq!(mode_of("test.rollout"), Some(json!("audit")), "{exec}");
+    assert!(
+        exec["would_deny"]
+            .to_string()
+            .contains("rollout would deny this"),
+        "{exec}"
+    );
+    assert!(exec.get("enforcement_override").is_none(), "{exec}");
     // Without --client-ca anyone who reaches the port could have sent it: said so.
     assert_eq!(exec["caller"], "unverified");
-    // The same record on the structured log.
+    // The same record, field for field, on the JSON log: lists are lists there too.
     assert!(
         server
             .wait_for_log("admission decision", std::time::Duration::from_secs(5))
             .await
     );
     let logged = server.log_events("admission decision");
-    assert!(
-        logged
-            .iter()
-            .any(|l| l["uid"] == review("pod-exec-prod")["request"]["uid"]
-                && l["decision"] == "deny"),
-        "{logged:?}"
-    );
+    let mut line = logged
+        .into_iter()
+        .find(|l| l["request"]["uid"] == exec["request"]["uid"])
+        .unwrap_or_else(|| panic!("no log record of {exec}"));
+    assert_eq!(line["target"], "jitguard::audit");
+    let fields = line.as_object_mut().unwrap();
+    for header in ["timestamp", "level", "target", "message"] {
+        assert!(
+            fields.remove(header).is_some(),
+            "log header {header} missing"
+        );
+    }
+    assert_eq!(&line, exec);
+}
+
+#[tokio::test]
+async fn the_audit_record_names_a_server_wide_enforcement_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let server = Server::with(Options {
+        args: vec![
+            "--audit-file".into(),
+            audit.display().to_string(),
+            "--enforcement".into(),
+            "warn".into(),
+        ],
+        ..Options::default()
+    });
+    server
+        .decide(
+            "/validate",
+            &with_label(review("pod-create-dev"), "forbidden", "true"),
+        )
+        .await;
+    let mut record = serde_json::Value::Null;
+    for _ in 0..250 {
+        if let Some(line) = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .next()
+        {
+            record = serde_json::from_str(line).unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(record["enforcement_override"], "warn", "{record}");
+    assert_eq!(record["findings"][0]["enforcement"], "warn", "{record}");
+    assert_eq!(record["decision"], "warn", "{record}");
 }
 
 #[tokio::test]

@@ -395,3 +395,25 @@ fn a_malformed_suite_is_an_error_naming_file_and_line() {
     assert_eq!(code, 2);
     assert!(err.contains("no such suite file or folder"), "{err}");
 }
+
+/// A fatal error is said once, with each cause once, and a log written to a pipe or a
+/// file carries no colour codes.
+#[test]
+fn a_fatal_serve_error_is_printed_once_without_colour_codes() {
+    let (code, out, err) = run(&[
+        "serve",
+        "--tls-cert",
+        "/nonexistent/tls.crt",
+        "--tls-key",
+        "/nonexistent/tls.key",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert_eq!(
+        all.matches("cannot read /nonexistent/tls.crt").count(),
+        1,
+        "{all}"
+    );
+    assert_eq!(all.matches("No such file or directory").count(), 1, "{all}");
+    assert!(!all.contains('\u{1b}'), "colour codes in a pipe: {all:?}");
+}

@@ -49,7 +49,7 @@ async fn a_covering_grant_allows_and_is_named_in_the_answer_and_the_audit() {
             .await
     );
     let logged = server.log_events("admission decision");
-    assert_eq!(logged.last().unwrap()["grant"], "alice-pods");
+    assert_eq!(logged.last().unwrap()["grant"]["name"], "alice-pods");
     let m = server.metrics().await;
     assert!(
         m.contains("jitguard_grant_uses_total{result=\"covered\"} 1"),
