@@ -247,7 +247,7 @@ async fn the_api_server_timeout_is_answered_with_a_reasoned_deny_before_it_runs_
     }
     assert_eq!(record["decision"], "deny", "{record}");
     assert!(
-        record["message"]
+        record["reason"]
             .as_str()
             .unwrap_or("")
             .contains("could not decide within the API server's 1000ms webhook timeout"),
