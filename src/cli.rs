@@ -75,9 +75,24 @@ pub mod exit {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse_from(arguments(std::env::args_os()));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if invoked_as_plugin(&args) {
+        // Parsed as `kubectl jit` so that usage lines and errors name the command the
+        // user typed, not the binary's file name.
+        let plugin = jit::PluginCli::parse_from(args);
+        init_logging(
+            LogFormat::Text,
+            plugin.log.as_deref().unwrap_or("off"),
+            false,
+        );
+        return jit::run(&plugin.args);
+    }
+    let cli = Cli::parse_from(args);
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
+        // The plugin's messages say what went wrong; library log lines would only
+        // repeat them, rawer (`--log warn` shows them).
+        Command::Jit(_) => "off",
         _ => "warn",
     };
     init_logging(
@@ -127,21 +142,11 @@ pub fn main() -> ExitCode {
 }
 
 /// Called as `kubectl-jit` (kubectl runs plugins by that name), the binary is
-/// `jitguard jit`.
-fn arguments(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<_> = args.collect();
-    let plugin = args
-        .first()
-        .and_then(|a| {
-            std::path::Path::new(a)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-        })
-        .is_some_and(|stem| stem == "kubectl-jit");
-    if plugin {
-        args.insert(1, "jit".into());
-    }
-    args
+/// `kubectl jit`.
+fn invoked_as_plugin(args: &[std::ffi::OsString]) -> bool {
+    args.first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .is_some_and(|stem| stem == "kubectl-jit")
 }
 
 /// The CRD YAML exactly as `manifests/` holds it (a test keeps the two equal).

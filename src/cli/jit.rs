@@ -18,6 +18,22 @@ use super::{emit, w};
 use crate::grant::resource::{Approval, ApprovalDecision, RoleRef, ScopeRule};
 use crate::grant::{AccessRequest, AccessRequestSpec, Phase};
 
+/// The binary run as the kubectl plugin `kubectl-jit`.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "kubectl-jit",
+    bin_name = "kubectl jit",
+    version,
+    about = "Request, approve and revoke just-in-time access guarded by jitguard"
+)]
+pub struct PluginCli {
+    #[command(flatten)]
+    pub args: JitArgs,
+    /// Log filter for the client library (tracing's EnvFilter syntax) [default: off].
+    #[arg(long, global = true, env = "JITGUARD_LOG")]
+    pub log: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct JitArgs {
     #[command(subcommand)]
@@ -46,13 +62,19 @@ pub enum JitCommand {
     /// Your requests, or (--pending) the pending ones you could review.
     List(ListArgs),
     /// One request in full: scope, approvals, times, conditions.
-    Show { name: String },
+    Show {
+        /// The AccessRequest's name (see `kubectl jit list`).
+        name: String,
+    },
     /// Approve someone else's request (one decision per approver).
     Approve(DecideArgs),
     /// Deny someone else's request.
     Deny(DecideArgs),
     /// End a pending or live grant now (requester, approvers, admins).
-    Revoke { name: String },
+    Revoke {
+        /// The AccessRequest's name (see `kubectl jit list`).
+        name: String,
+    },
     /// Ask for more time: a new request, with the same scope, that starts when NAME ends.
     Extend(ExtendArgs),
 }
@@ -80,6 +102,7 @@ pub struct RequestArgs {
     /// Why you need it (required).
     #[arg(long, required = true)]
     pub reason: String,
+    /// A ticket or incident reference (the access policy may require one).
     #[arg(long)]
     pub ticket: Option<String>,
     /// Bind this role while the grant is live: ClusterRole/NAME or Role/NAME.
@@ -108,16 +131,21 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct DecideArgs {
+    /// The AccessRequest's name (see `kubectl jit list --pending`).
     pub name: String,
+    /// A comment recorded with your decision.
     #[arg(long, short = 'm')]
     pub comment: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct ExtendArgs {
+    /// The live or pending AccessRequest to extend.
     pub name: String,
+    /// How much more time, from NAME's end: 30m, 2h.
     #[arg(long)]
     pub duration: String,
+    /// Why you need more time (required; approvers read it).
     #[arg(long)]
     pub reason: String,
 }
@@ -173,6 +201,23 @@ async fn client(args: &JitArgs) -> Result<Client, Failure> {
         .map_err(|e| Failure(format!("cannot set up the connection to the cluster: {e}")))
 }
 
+/// The innermost error: for a failed connection, what the operating system said
+/// (`Connection refused`), rather than the client's wrapper text.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut texts = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        texts.push(e.to_string());
+        cause = e.source();
+    }
+    let innermost = texts.pop().unwrap_or_default();
+    match texts.first() {
+        Some(outer) if !outer.contains(&innermost) => format!("{outer}: {innermost}"),
+        Some(outer) => outer.clone(),
+        None => innermost,
+    }
+}
+
 /// Explains an API error for a person: what went wrong and what to do.
 fn explain(e: kube::Error, verb: &str, name: Option<&str>) -> Failure {
     match e {
@@ -200,7 +245,10 @@ fn explain(e: kube::Error, verb: &str, name: Option<&str>) -> Failure {
                 _ => Failure(format!("the API server refused to {verb}: {message}")),
             }
         }
-        other => Failure(format!("cannot reach the cluster: {other}")),
+        other => Failure(format!(
+            "cannot reach the cluster ({}); check that it is up and that your kubeconfig context points at it (--context, --kubeconfig)",
+            root_cause(&other)
+        )),
     }
 }
 

@@ -417,3 +417,70 @@ fn a_fatal_serve_error_is_printed_once_without_colour_codes() {
     assert_eq!(all.matches("No such file or directory").count(), 1, "{all}");
     assert!(!all.contains('\u{1b}'), "colour codes in a pipe: {all:?}");
 }
+
+/// Run as the kubectl plugin, the usage lines name `kubectl jit` (what the user types),
+/// every argument and flag says what it is for, and an unreachable cluster is one
+/// friendly line, without a raw client log line before it.
+#[test]
+fn the_kubectl_plugin_explains_itself_and_an_unreachable_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-jit");
+    std::os::unix::fs::symlink(crate::common::BIN, &plugin).unwrap();
+    let run_plugin = |args: &[&str]| {
+        let out = std::process::Command::new(&plugin)
+            .args(args)
+            .env_remove("JITGUARD_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, help, _) = run_plugin(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("Usage: kubectl jit [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    for command in [
+        "request", "list", "show", "approve", "deny", "revoke", "extend",
+    ] {
+        let (code, help, err) = run_plugin(&[command, "--help"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            help.contains(&format!("Usage: kubectl jit {command}")),
+            "{help}"
+        );
+        // clap prints an argument without help text as a bare name: every line under
+        // Arguments/Options carries a description.
+        for line in help.lines().filter(|l| l.starts_with("  ")) {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('-') || trimmed.starts_with('<') {
+                assert!(
+                    trimmed.split("  ").filter(|p| !p.trim().is_empty()).count() >= 2,
+                    "{command}: no help text on {line:?}\n{help}"
+                );
+            }
+        }
+    }
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: \"https://127.0.0.1:1\"}\n  name: c\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- context: {cluster: c, user: u}\n  name: x\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_plugin(&["list", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("kubectl jit: cannot reach the cluster"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Connection refused") && err.contains("--context"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
