@@ -30,14 +30,17 @@ pub enum ReviewError {
     MissingUid,
     #[error("request.{field} {problem}")]
     Field {
-        field: &'static str,
+        field: std::borrow::Cow<'static, str>,
         problem: String,
     },
 }
 
-fn field(field: &'static str, problem: impl Into<String>) -> ReviewError {
+fn field(
+    field: impl Into<std::borrow::Cow<'static, str>>,
+    problem: impl Into<String>,
+) -> ReviewError {
     ReviewError::Field {
-        field,
+        field: field.into(),
         problem: problem.into(),
     }
 }
@@ -174,11 +177,20 @@ fn request_info(review: &Value) -> Result<RequestInfo, ReviewError> {
     let (_, _, kind) = group_version(request, "kind", "kind")?;
     let (group, version, resource) = group_version(request, "resource", "resource")?;
     let user_info = &request["userInfo"];
-    if !matches!(user_info, Value::Object(_)) {
-        return Err(field(
-            "userInfo",
-            "is missing: the API server always says who is asking",
-        ));
+    match user_info {
+        Value::Object(_) => {}
+        Value::Undefined | Value::Null => {
+            return Err(field(
+                "userInfo",
+                "is missing: the API server always says who is asking",
+            ))
+        }
+        _ => {
+            return Err(field(
+                "userInfo",
+                "must be an object {username, groups, ...}",
+            ))
+        }
     }
     let user = required_string(&user_info["username"], "userInfo.username")?;
     let groups = match &user_info["groups"] {
@@ -197,21 +209,16 @@ fn request_info(review: &Value) -> Result<RequestInfo, ReviewError> {
         Value::Bool(b) => *b,
         _ => return Err(field("dryRun", "must be true or false")),
     };
-    for (name, v) in [
-        ("object", &request["object"]),
-        ("oldObject", &request["oldObject"]),
-    ] {
-        if !matches!(v, Value::Undefined | Value::Null | Value::Object(_)) {
-            return Err(ReviewError::Field {
-                field: if name == "object" {
-                    "object"
-                } else {
-                    "oldObject"
-                },
-                problem: "must be an object or null".into(),
-            });
+    for name in ["object", "oldObject", "options"] {
+        if !matches!(
+            &request[name],
+            Value::Undefined | Value::Null | Value::Object(_)
+        ) {
+            return Err(field(name, "must be an object or null"));
         }
     }
+    check_metadata(&request["object"], "object.metadata")?;
+    check_metadata(&request["oldObject"], "oldObject.metadata")?;
     Ok(RequestInfo {
         uid,
         operation,
@@ -226,6 +233,41 @@ fn request_info(review: &Value) -> Result<RequestInfo, ReviewError> {
         groups,
         dry_run,
     })
+}
+
+/// The object's metadata as the API server would have accepted it: policies compare
+/// names, namespaces, labels and annotations as strings, and a number where a name belongs
+/// would make `name == "x"` quietly false (an allow) instead of an error.
+fn check_metadata(object: &Value, at: &'static str) -> Result<(), ReviewError> {
+    let metadata = &object["metadata"];
+    match metadata {
+        Value::Undefined | Value::Null => return Ok(()),
+        Value::Object(_) => {}
+        _ => return Err(field(at, "must be an object")),
+    }
+    for key in ["name", "namespace", "generateName", "uid"] {
+        if !matches!(
+            &metadata[key],
+            Value::Undefined | Value::Null | Value::String(_)
+        ) {
+            return Err(field(format!("{at}.{key}"), "must be a string"));
+        }
+    }
+    for key in ["labels", "annotations"] {
+        match &metadata[key] {
+            Value::Undefined | Value::Null => {}
+            Value::Object(entries) => {
+                if entries
+                    .iter()
+                    .any(|(k, v)| !matches!((k, v), (Value::String(_), Value::String(_))))
+                {
+                    return Err(field(format!("{at}.{key}"), "must map strings to strings"));
+                }
+            }
+            _ => return Err(field(format!("{at}.{key}"), "must map strings to strings")),
+        }
+    }
+    Ok(())
 }
 
 /// `request.kind` is `{group, version, kind}`, `request.resource` `{group, version, resource}`.

@@ -40,7 +40,37 @@ async fn malformed_bodies_get_400_with_the_reason() {
     bad_operation["request"]["operation"] = json!("PATCH");
     let mut bad_groups = review("pod-create-dev");
     bad_groups["request"]["userInfo"]["groups"] = json!({"a": 1});
+    let mut bad_options = review("pod-create-dev");
+    bad_options["request"]["options"] = json!("x");
+    let mut numeric_name = review("pod-create-dev");
+    numeric_name["request"]["object"]["metadata"]["name"] = json!(7);
+    let mut numeric_label = review("pod-create-dev");
+    numeric_label["request"]["object"]["metadata"]["labels"] = json!({"team": 1});
+    let mut old_metadata = review("pod-create-dev");
+    old_metadata["request"]["oldObject"] = json!({"metadata": "x"});
+    let mut user_string = review("pod-create-dev");
+    user_string["request"]["userInfo"] = json!("alice");
     let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            serde_json::to_vec(&bad_options).unwrap(),
+            "request.options must be an object or null",
+        ),
+        (
+            serde_json::to_vec(&numeric_name).unwrap(),
+            "request.object.metadata.name must be a string",
+        ),
+        (
+            serde_json::to_vec(&numeric_label).unwrap(),
+            "request.object.metadata.labels must map strings to strings",
+        ),
+        (
+            serde_json::to_vec(&old_metadata).unwrap(),
+            "request.oldObject.metadata must be an object",
+        ),
+        (
+            serde_json::to_vec(&user_string).unwrap(),
+            "request.userInfo must be an object",
+        ),
         (b"{not json".to_vec(), "not valid JSON"),
         (b"".to_vec(), "not valid JSON"),
         (b"[]".to_vec(), "JSON object"),
@@ -92,7 +122,7 @@ async fn malformed_bodies_get_400_with_the_reason() {
     assert!(server
         .metrics()
         .await
-        .contains("jitguard_admission_rejected_total{reason=\"bad_request\"} 11"));
+        .contains("jitguard_admission_rejected_total{reason=\"bad_request\"} 16"));
 }
 
 #[tokio::test]
