@@ -51,6 +51,40 @@ pub struct Item {
     pub body: Vec<u8>,
 }
 
+/// A YAML error as (line within the document, 0-based; message). The message loses
+/// the parser's own "at line N column M", which counts within the document: callers add
+/// the line within the whole file, and two different line numbers on one error mislead.
+pub fn yaml_error(e: &yaml_serde::Error) -> (usize, String) {
+    let line = e
+        .location()
+        .map(|l| l.line().saturating_sub(1))
+        .unwrap_or(0);
+    let text = e.to_string();
+    let message = match e.location() {
+        Some(l) => text.replacen(
+            &format!(" at line {} column {}", l.line(), l.column()),
+            "",
+            1,
+        ),
+        None => text,
+    };
+    (line, message)
+}
+
+#[cfg(test)]
+mod yaml_error_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_message_carries_no_line_of_its_own() {
+        let e = yaml_serde::from_str::<serde_json::Value>("a: 1\nb: [\n").unwrap_err();
+        let (line, message) = super::yaml_error(&e);
+        assert!(line >= 1, "{line}");
+        assert!(!message.contains("at line"), "{message}");
+        assert!(!message.is_empty());
+    }
+}
+
 /// Splits a multi-document YAML text at `---` lines: (1-based first line, text). Empty
 /// documents are dropped.
 pub fn yaml_documents(text: &str) -> Vec<(usize, &str)> {
@@ -101,11 +135,8 @@ pub fn load(paths: &[PathBuf], requester: &Requester) -> Result<Vec<Item>, Manif
                 message,
             };
             let value: Value = yaml_serde::from_str(doc).map_err(|e| {
-                let at = e
-                    .location()
-                    .map(|l| l.line().saturating_sub(1))
-                    .unwrap_or(0);
-                err(at, e.to_string())
+                let (at, message) = yaml_error(&e);
+                err(at, message)
             })?;
             let source = format!("{}:{line}", file.display());
             wrap_document(value, &source, requester, &mut items).map_err(|m| err(0, m))?;

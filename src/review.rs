@@ -44,6 +44,9 @@ impl Reviewer {
         let namespaces = Namespaces::default();
         if let Some(path) = grants_file {
             let state = grant::file::read(path).map_err(|e| e.to_string())?;
+            for problem in state.problems() {
+                tracing::warn!("{}: {problem}", path.display());
+            }
             grants.replace(grant::GrantIndex::from_resources(&state.grants));
             namespaces.replace(&state.namespaces);
         }

@@ -30,8 +30,9 @@ const DEV_GRANTS: &str = "manifests/dev/grants.yaml";
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Local first run: 127.0.0.1:8443, ./policies, the dev grants file, and a
-    /// self-signed certificate generated under .jitguard-dev/. No cluster needed.
-    #[arg(long)]
+    /// self-signed certificate generated under .jitguard-dev/. No cluster needed. Run it
+    /// from the repository root.
+    #[arg(long, env = "JITGUARD_DEV")]
     pub dev: bool,
     /// HTTPS address of the webhook [default: 0.0.0.0:8443; --dev: 127.0.0.1:8443]
     #[arg(long, env = "JITGUARD_ADDR")]
@@ -60,7 +61,8 @@ pub struct ServeArgs {
     /// closed and /readyz fails.
     #[arg(long, env = "JITGUARD_GRANTS_STALE_AFTER", default_value = "60s", value_parser = duration)]
     pub grants_stale_after: Duration,
-    /// Run every package as if it set this enforcement (`audit` to roll out safely).
+    /// Roll-out mode: every package reports as if it set this enforcement (`audit` or
+    /// `warn`), so that nothing is denied [default: each package's own].
     #[arg(long, env = "JITGUARD_ENFORCEMENT", value_parser = enforcement)]
     pub enforcement: Option<Enforcement>,
     /// When a policy cannot decide (runtime error, time-out): deny (fail closed) or allow.
@@ -127,12 +129,15 @@ fn duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration like 250ms, 5s or 1m"))
 }
 
+/// `deny` is refused rather than taken as "enforce everything": it would turn a new
+/// package's own `enforcement := "audit"` roll-out into denials, and make
+/// `JITGUARD_ENFORCEMENT=deny` mean something else than leaving it unset.
 fn enforcement(s: &str) -> Result<Enforcement, String> {
     match s {
-        "deny" => Ok(Enforcement::Deny),
         "warn" => Ok(Enforcement::Warn),
         "audit" => Ok(Enforcement::Audit),
-        _ => Err("expected deny, warn or audit".into()),
+        "deny" => Err("`deny` is not a roll-out mode: leave --enforcement (and JITGUARD_ENFORCEMENT) unset to enforce, each package as it says (deny unless it sets `enforcement`)".into()),
+        _ => Err("expected audit or warn (roll-out mode); leave it unset to enforce".into()),
     }
 }
 
@@ -174,6 +179,35 @@ impl Config {
                 PathBuf::from("/etc/jitguard/policies")
             }
         });
+        if dev {
+            // --dev's defaults are paths in the repository: say so before creating
+            // anything in a folder where they do not exist.
+            let missing: Vec<String> = [
+                (
+                    args.policies.is_none(),
+                    policies.as_path(),
+                    "--policies DIR",
+                ),
+                (
+                    args.grants.is_none(),
+                    Path::new(DEV_GRANTS),
+                    "--grants FILE",
+                ),
+            ]
+            .into_iter()
+            .filter(|(defaulted, path, _)| *defaulted && !path.exists())
+            .map(|(_, path, flag)| format!("{} (or pass {flag})", path.display()))
+            .collect();
+            if !missing.is_empty() {
+                let here = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "--dev uses the repository's files, and {here} has no {}: run it from the root of the jitguard repository",
+                    missing.join(" and no ")
+                );
+            }
+        }
         let (cert, key) = match (&args.tls_cert, &args.tls_key) {
             (Some(c), Some(k)) => (c.clone(), k.clone()),
             (None, None) if dev => {
@@ -295,7 +329,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
             source
                 .poll()
-                .with_context(|| format!("loading grants from {}", path.display()))?;
+                .context("the grants file (--grants) cannot be loaded; fix it and start again")?;
             Some(Poller::spawn(
                 "grants-reload",
                 args.reload_interval,

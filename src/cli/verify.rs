@@ -173,8 +173,8 @@ impl Runner {
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let suite: Suite = yaml_serde::from_str(&text).map_err(|e| {
-            let line = e.location().map(|l| l.line()).unwrap_or(0);
-            format!("{}:{line}: {e}", file.display())
+            let (line, message) = crate::manifest::yaml_error(&e);
+            format!("{}:{}: {message}", file.display(), line + 1)
         })?;
         let base = file.parent().unwrap_or(Path::new("."));
         let policies = match &suite.policies {

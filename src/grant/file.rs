@@ -50,6 +50,17 @@ pub struct LocalState {
     pub namespaces: Vec<Namespace>,
 }
 
+impl LocalState {
+    /// What a person who wrote the file should know about AccessRequests that say they
+    /// are Approved: why one grants nothing, or ends earlier than its `expiresAt` says.
+    pub fn problems(&self) -> Vec<String> {
+        self.grants
+            .iter()
+            .filter_map(super::store::status_problem)
+            .collect()
+    }
+}
+
 pub fn read(path: &Path) -> Result<LocalState, GrantFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| GrantFileError::Io {
         path: path.to_path_buf(),
@@ -70,11 +81,8 @@ pub fn parse(text: &str, path: &Path) -> Result<LocalState, GrantFileError> {
             message,
         };
         let located = |e: yaml_serde::Error| {
-            let line = e
-                .location()
-                .map(|l| l.line().saturating_sub(1))
-                .unwrap_or(0);
-            err(line, e.to_string())
+            let (line, message) = crate::manifest::yaml_error(&e);
+            err(line, message)
         };
         let head: Option<Head> = yaml_serde::from_str(doc).map_err(located)?;
         let Some(head) = head else { continue };

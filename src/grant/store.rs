@@ -31,25 +31,94 @@ pub struct Grant {
     value: OnceLock<Value>,
 }
 
+/// What an AccessRequest's status makes of it.
+enum Judged {
+    /// Not approved, or revoked: no grant, as intended.
+    NotAGrant,
+    /// Says Approved but cannot be a grant: why.
+    Broken(String),
+    Grant {
+        approved_at: Timestamp,
+        expires_at: Timestamp,
+        /// The status's `expiresAt`, when it is later than approvedAt + duration and so
+        /// was not believed.
+        ignored_expiry: Option<Timestamp>,
+    },
+}
+
+fn judge(ar: &AccessRequest) -> Judged {
+    let Some(status) = ar.status.as_ref() else {
+        return Judged::NotAGrant;
+    };
+    if status.phase != Phase::Approved || status.revoked_at.is_some() {
+        return Judged::NotAGrant;
+    }
+    let Some(approved_at) = status.approved_at.as_ref().map(|t| t.0) else {
+        return Judged::Broken(
+            "is Approved but has no status.approvedAt, so it grants nothing".into(),
+        );
+    };
+    let by_duration = parse_duration(&ar.spec.duration)
+        .ok()
+        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+        .and_then(|d| approved_at.checked_add(d).ok());
+    let Some(by_duration) = by_duration else {
+        return Judged::Broken(format!(
+            "has a duration {:?} that is not a duration like 30m or 2h, so it grants nothing",
+            ar.spec.duration
+        ));
+    };
+    // expiresAt = approvedAt + duration. If a status disagrees, the earlier end wins:
+    // a hand-edited expiresAt can shorten a grant, never lengthen it.
+    match status.expires_at.as_ref().map(|t| t.0) {
+        Some(t) if t < by_duration => Judged::Grant {
+            approved_at,
+            expires_at: t,
+            ignored_expiry: None,
+        },
+        Some(t) if t > by_duration => Judged::Grant {
+            approved_at,
+            expires_at: by_duration,
+            ignored_expiry: Some(t),
+        },
+        _ => Judged::Grant {
+            approved_at,
+            expires_at: by_duration,
+            ignored_expiry: None,
+        },
+    }
+}
+
+/// What a person who wrote an AccessRequest by hand (a grants file) should know: why one
+/// that says Approved grants nothing, or ends earlier than its `expiresAt` says.
+pub fn status_problem(ar: &AccessRequest) -> Option<String> {
+    let name = ar.metadata.name.as_deref().unwrap_or_default();
+    match judge(ar) {
+        Judged::NotAGrant => None,
+        Judged::Broken(why) => Some(format!("AccessRequest {name} {why}")),
+        Judged::Grant {
+            expires_at,
+            ignored_expiry: Some(said),
+            ..
+        } => Some(format!(
+            "AccessRequest {name}: status.expiresAt {said} is later than approvedAt + duration, which is when it ends: {expires_at} (a status can shorten a grant, never lengthen it)"
+        )),
+        Judged::Grant { .. } => None,
+    }
+}
+
 impl Grant {
     /// `None` unless the request is Approved (or break-glass), unrevoked and has a valid
     /// approval time and duration: only those can ever be live.
     pub fn from_resource(ar: &AccessRequest) -> Option<Self> {
         let name = ar.metadata.name.as_deref()?;
-        let status = ar.status.as_ref()?;
-        if status.phase != Phase::Approved || status.revoked_at.is_some() {
+        let Judged::Grant {
+            approved_at,
+            expires_at,
+            ..
+        } = judge(ar)
+        else {
             return None;
-        }
-        let approved_at = status.approved_at.as_ref()?.0;
-        let duration = parse_duration(&ar.spec.duration).ok()?;
-        let by_duration = approved_at
-            .checked_add(jiff::SignedDuration::try_from(duration).ok()?)
-            .ok()?;
-        // expiresAt = approvedAt + duration. If a status disagrees, the earlier end wins:
-        // a hand-edited expiresAt can shorten a grant, never lengthen it.
-        let expires_at = match &status.expires_at {
-            Some(t) if t.0 < by_duration => t.0,
-            _ => by_duration,
         };
         let spec = &ar.spec;
         Some(Self {

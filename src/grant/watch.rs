@@ -235,6 +235,8 @@ pub struct FileSource {
     writer: Writer,
     namespaces: Namespaces,
     digest: Option<u64>,
+    /// A good set has been loaded: only then does a refused change leave one serving.
+    loaded: bool,
 }
 
 impl FileSource {
@@ -250,6 +252,7 @@ impl FileSource {
             writer: Writer::new(store, audit, metrics),
             namespaces,
             digest: None,
+            loaded: false,
         }
     }
 
@@ -277,6 +280,10 @@ impl FileSource {
                 self.writer.replace_all(&state.grants);
                 self.writer.publish();
                 self.namespaces.replace(&state.namespaces);
+                self.loaded = true;
+                for problem in state.problems() {
+                    tracing::warn!(path = %self.path.display(), "{problem}");
+                }
                 metrics.grant_source_events.with_label_values(&["ok"]).inc();
                 tracing::info!(path = %self.path.display(), grants = self.writer.grants.len(), "grants file loaded");
                 Ok(true)
@@ -286,7 +293,10 @@ impl FileSource {
                     .grant_source_events
                     .with_label_values(&["error"])
                     .inc();
-                tracing::error!(error = %e, "grants file refused; the last good grants keep serving");
+                // Before the first good load the caller refuses to start and says why.
+                if self.loaded {
+                    tracing::error!(error = %e, "grants file refused; the last good grants keep serving");
+                }
                 Err(e)
             }
         }

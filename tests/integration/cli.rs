@@ -484,3 +484,116 @@ fn the_kubectl_plugin_explains_itself_and_an_unreachable_cluster() {
     );
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+fn run_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(crate::common::BIN)
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("JITGUARD_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `serve`'s stumbling points for a new user: --dev away from the repository, its
+/// variable, a broken grants file at start-up, `--enforcement deny`.
+#[test]
+fn serve_says_what_is_wrong_before_it_starts() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (env, args) in [
+        (vec![], vec!["serve", "--dev"]),
+        (vec![("JITGUARD_DEV", "true")], vec!["serve"]),
+    ] {
+        let (code, out) = run_with(elsewhere.path(), &env, &args);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains("has no policies (or pass --policies DIR)")
+                && out.contains("run it from the root of the jitguard repository"),
+            "{out}"
+        );
+        assert!(!elsewhere.path().join(".jitguard-dev").exists());
+    }
+    let (code, out) = run_with(
+        &root(),
+        &[("JITGUARD_ENFORCEMENT", "deny")],
+        &[
+            "serve",
+            "--dev",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "off",
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("`deny` is not a roll-out mode"), "{out}");
+
+    let grants = write(
+        elsewhere.path(),
+        "g.yaml",
+        "apiVersion: jitguard.dev/v1alpha1\nkind: AccessRequest\nmetadata:\n  name: a\nspec: [\n",
+    );
+    let (code, out) = run_with(
+        &root(),
+        &[],
+        &[
+            "serve",
+            "--dev",
+            "--grants",
+            &grants,
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "off",
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("the grants file (--grants) cannot be loaded"),
+        "{out}"
+    );
+    assert!(!out.contains("last good grants"), "there are none: {out}");
+    // One line number, the file's: not the document's beside it.
+    assert!(out.contains(&format!("{grants}:6: ")), "{out}");
+    assert!(!out.contains("at line"), "{out}");
+}
+
+/// A hand-written grant whose expiresAt is later than approvedAt + duration ends at
+/// approvedAt + duration, and the user is told why.
+#[test]
+fn a_grant_file_expiry_past_its_duration_is_cut_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let grants = write(
+        dir.path(),
+        "g.yaml",
+        "apiVersion: jitguard.dev/v1alpha1\nkind: AccessRequest\nmetadata: {name: long}\nspec:\n  requester: alice@example.com\n  scope: [{operations: [CREATE], apiGroups: [\"\"], resources: [pods], namespaces: [prod]}]\n  reason: r\n  duration: 30m\nstatus: {phase: Approved, approvedAt: \"2026-11-24T09:00:00Z\", expiresAt: \"2026-11-24T12:00:00Z\"}\n",
+    );
+    let review = root().join("tests/fixtures/admission/pod-create-prod.json");
+    let decide = |at: &str| {
+        run(&[
+            "dry-run",
+            "-f",
+            review.to_str().unwrap(),
+            "--grants",
+            &grants,
+            "--at",
+            at,
+        ])
+    };
+    let (code, out, err) = decide("2026-11-24T09:10:00Z");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = decide("2026-11-24T10:00:00Z");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("AccessRequest long: status.expiresAt 2026-11-24T12:00:00Z is later than approvedAt + duration, which is when it ends: 2026-11-24T09:30:00Z"),
+        "{err}"
+    );
+}
