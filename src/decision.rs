@@ -191,6 +191,8 @@ pub fn decide(
     let mut would_deny = Vec::new();
     let mut errors = Vec::new();
     let mut patch = Vec::new();
+    // Which package contributed which run of `patch`, to name the one that does not apply.
+    let mut patch_sources: Vec<(&str, usize)> = Vec::new();
 
     for pkg in &evaluation.packages {
         let mode = mode(pkg, options);
@@ -219,7 +221,8 @@ pub fn decide(
                 RuleKind::Patch => {}
             }
         }
-        if webhook == Webhook::Mutate {
+        if webhook == Webhook::Mutate && !pkg.patch.is_empty() {
+            patch_sources.push((&*pkg.package, pkg.patch.len()));
             patch.extend(pkg.patch.iter().cloned());
         }
     }
@@ -229,7 +232,8 @@ pub fn decide(
             .iter()
             .map(|d| format!("[jitguard.workflow] {d}")),
     );
-    if webhook == Webhook::Mutate {
+    if webhook == Webhook::Mutate && !workflow_patch.is_empty() {
+        patch_sources.push(("jitguard.workflow", workflow_patch.len()));
         patch.extend(workflow_patch.iter().cloned());
     }
 
@@ -265,11 +269,14 @@ pub fn decide(
         // Only what a grant creates is its own: an object merely changed under a grant
         // must not be taken away when the grant ends.
         if let (Some(used), Operation::Create) = (&grant_used, operation) {
-            patch.extend(provenance_patch(object, used));
+            let provenance = provenance_patch(object, used);
+            patch_sources.push(("jitguard.provenance", provenance.len()));
+            patch.extend(provenance);
         }
         if !patch.is_empty() {
             if let Err(e) = check_patch(object, &patch) {
-                let line = format!("[patch] {e}");
+                let culprit = failing_patch_source(object, &patch, &patch_sources);
+                let line = format!("[{culprit}] patch: {e}");
                 errors.push(line.clone());
                 patch.clear();
                 match options.on_error {
@@ -352,6 +359,27 @@ pub fn needs_grant(evaluation: &Evaluation, options: Options) -> bool {
             && mode(p, options).enforced()
             && p.of_kind(RuleKind::RequireGrant).next().is_some()
     })
+}
+
+/// The contributor whose run of operations first fails to apply, in order: the patch
+/// is one list, but a failure must name the package to fix.
+fn failing_patch_source<'a>(
+    object: Option<&serde_json::Value>,
+    patch: &[json_patch::PatchOperation],
+    sources: &[(&'a str, usize)],
+) -> &'a str {
+    let Some(mut copy) = object.cloned() else {
+        return sources.first().map_or("patch", |(name, _)| name);
+    };
+    let mut start = 0;
+    for (name, len) in sources {
+        let ops = patch.get(start..start + len).unwrap_or_default();
+        if json_patch::patch(&mut copy, ops).is_err() {
+            return name;
+        }
+        start += len;
+    }
+    "patch"
 }
 
 /// How a package's findings count: the server-wide `--enforcement` (roll-out mode) or the

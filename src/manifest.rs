@@ -31,6 +31,8 @@ pub enum ManifestError {
     },
     #[error("{0}: no manifests (*.yaml, *.yml, *.json) found")]
     Empty(PathBuf),
+    #[error("{0}: no Kubernetes object to decide (the files hold no YAML or JSON document)")]
+    NoObjects(String),
 }
 
 /// Who asks, and how, for objects wrapped from manifests.
@@ -49,6 +51,8 @@ pub struct Item {
     /// `Kind namespace/name`, for humans.
     pub label: String,
     pub body: Vec<u8>,
+    /// An AdmissionReview file, used as it is: it says who asks and how itself.
+    pub review_file: bool,
 }
 
 /// A YAML error as (line within the document, 0-based; message). The message loses
@@ -142,6 +146,10 @@ pub fn load(paths: &[PathBuf], requester: &Requester) -> Result<Vec<Item>, Manif
             wrap_document(value, &source, requester, &mut items).map_err(|m| err(0, m))?;
         }
     }
+    if items.is_empty() {
+        let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(ManifestError::NoObjects(named.join(", ")));
+    }
     Ok(items)
 }
 
@@ -214,6 +222,7 @@ fn wrap_document(
                 source: source.to_string(),
                 label,
                 body,
+                review_file: true,
             });
         }
         (_, "List") => {
@@ -233,17 +242,29 @@ fn wrap_document(
         }
         _ => {
             let review = review_for(&value, requester, items.len())?;
+            let generated = value
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+                .map(|g| format!("{g}*"));
+            let name = review
+                .pointer("/request/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .or(generated);
             let label = format!(
                 "{kind} {}",
                 object_path(
                     review.pointer("/request/namespace").and_then(Value::as_str),
-                    review.pointer("/request/name").and_then(Value::as_str)
+                    name.as_deref()
                 )
             );
             items.push(Item {
                 source: source.to_string(),
                 label,
                 body: serde_json::to_vec(&review).map_err(|e| e.to_string())?,
+                review_file: false,
             });
         }
     }
@@ -251,10 +272,14 @@ fn wrap_document(
 }
 
 fn object_path(namespace: Option<&str>, name: Option<&str>) -> String {
-    match (namespace.filter(|n| !n.is_empty()), name) {
+    match (
+        namespace.filter(|n| !n.is_empty()),
+        name.filter(|n| !n.is_empty()),
+    ) {
         (Some(ns), Some(name)) => format!("{ns}/{name}"),
         (None, Some(name)) => name.to_string(),
-        (_, None) => "(unnamed)".to_string(),
+        (Some(ns), None) => format!("{ns}/(unnamed)"),
+        (None, None) => "(unnamed)".to_string(),
     }
 }
 

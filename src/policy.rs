@@ -361,7 +361,7 @@ impl PolicyEngine {
             .map_err(|e| {
                 format!(
                     "the access policy ({ACCESS_PACKAGE}) failed: {}",
-                    one_line(&e.to_string())
+                    runtime_error(&e)
                 )
             })?;
         crate::approval::AccessPolicy::from_value(&value)
@@ -399,7 +399,7 @@ impl PolicyEngine {
                     Err(e) if is_time_limit(&e) => {
                         PackageResult::failed(pkg.name.clone(), time_limit_message(&e))
                     }
-                    Err(e) => PackageResult::failed(pkg.name.clone(), one_line(&e.to_string())),
+                    Err(e) => PackageResult::failed(pkg.name.clone(), runtime_error(&e)),
                 }
             })
             .collect();
@@ -710,6 +710,13 @@ fn is_time_limit(e: &anyhow::Error) -> bool {
             Some(regorus::LimitError::TimeLimitExceeded { .. })
         )
     }) || e.to_string().contains("exceeded time limit")
+}
+
+/// A runtime error as `file:line:col: message`: regorus's text spans several lines (an
+/// arrow, the source line, a caret), which made into one line reads as noise.
+fn runtime_error(e: &anyhow::Error) -> String {
+    let formatted = source::format_rego_error(&e.to_string());
+    one_line(formatted.lines().next().unwrap_or_default())
 }
 
 fn time_limit_message(e: &anyhow::Error) -> String {

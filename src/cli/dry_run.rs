@@ -13,9 +13,9 @@ use super::w;
 
 use super::exit;
 use crate::admission::Operation;
-use crate::decision::{Verdict, Webhook};
+use crate::decision::{Options, Verdict, Webhook};
 use crate::manifest::{self, Requester};
-use crate::policy::{EvalOptions, PolicySet};
+use crate::policy::{EvalOptions, PolicySet, RuleKind};
 use crate::review::{Reviewed, Reviewer, Worker};
 
 #[derive(Args, Debug)]
@@ -26,15 +26,18 @@ pub struct DryRunArgs {
     /// Manifest files or folders (YAML/JSON, multi-document), or AdmissionReview files.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// The requesting user.
-    #[arg(long, default_value = "dry-run-user")]
-    pub user: String,
-    /// The requester's groups (repeat the flag).
-    #[arg(long = "group", default_values_t = vec!["system:authenticated".to_string()])]
+    /// The requesting user, for manifests (an AdmissionReview file names its own)
+    /// [default: dry-run-user].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The requester's groups, for manifests (repeat the flag) [default:
+    /// system:authenticated].
+    #[arg(long = "group")]
     pub groups: Vec<String>,
-    /// The operation the manifests are submitted with.
-    #[arg(long, value_enum, default_value_t = Operation::Create)]
-    pub operation: Operation,
+    /// The operation the manifests are submitted with (an AdmissionReview file names its
+    /// own) [default: CREATE].
+    #[arg(long, value_enum)]
+    pub operation: Option<Operation>,
     /// The moment to decide at (RFC 3339), e.g. to replay a change window or a grant's end.
     #[arg(long)]
     pub at: Option<jiff::Timestamp>,
@@ -71,8 +74,21 @@ pub enum WebhookArg {
 pub fn run(args: &DryRunArgs) -> ExitCode {
     match decide_all(args) {
         Ok(results) => {
+            let requester_flags =
+                args.user.is_some() || !args.groups.is_empty() || args.operation.is_some();
+            if requester_flags {
+                for (item, _) in results.iter().filter(|(i, _)| i.review_file) {
+                    eprintln!(
+                        "jitguard dry-run: note: {} is an AdmissionReview: it is decided as it is, with its own userInfo and operation; --user, --group and --operation apply to manifests",
+                        item.source
+                    );
+                }
+            }
             super::emit(&render(args, &results));
-            if results.iter().any(|(_, r)| !r.decision.allowed) {
+            // `-o input` produces inputs to replay, not a verdict: a denial among them
+            // must not fail a `set -e` script that saves them.
+            let verdict = !matches!(args.output, Output::Input);
+            if verdict && results.iter().any(|(_, r)| !r.decision.allowed) {
                 ExitCode::from(exit::FAILED)
             } else {
                 ExitCode::from(exit::OK)
@@ -91,9 +107,13 @@ type Results = Vec<(manifest::Item, Reviewed)>;
 fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
     let set = PolicySet::load(&args.policies, EvalOptions::default()).map_err(|e| e.to_string())?;
     let requester = Requester {
-        user: args.user.clone(),
-        groups: args.groups.clone(),
-        operation: args.operation,
+        user: args.user.clone().unwrap_or_else(|| "dry-run-user".into()),
+        groups: if args.groups.is_empty() {
+            vec!["system:authenticated".into()]
+        } else {
+            args.groups.clone()
+        },
+        operation: args.operation.unwrap_or(Operation::Create),
     };
     let items = manifest::load(&args.files, &requester).map_err(|e| e.to_string())?;
     let mut worker = Worker::new(Reviewer::offline(
@@ -164,9 +184,13 @@ fn render(args: &DryRunArgs, results: &Results) -> String {
                         "allowed": r.decision.allowed,
                         "message": r.decision.message,
                         "warnings": r.decision.warnings,
-                        "findings": r.evaluation.packages.iter().flat_map(|p| p.findings.iter().map(move |f| json!({
-                            "package": p.package, "rule": f.rule, "msg": f.msg, "enforcement": p.enforcement,
-                        }))).collect::<Vec<_>>(),
+                        "findings": r.evaluation.packages.iter().flat_map(|p| {
+                            let enforcement = crate::decision::mode(p, Options::default());
+                            p.findings.iter().map(move |f| json!({
+                                "package": p.package, "rule": f.rule, "msg": f.msg, "enforcement": enforcement,
+                            }))
+                        }).collect::<Vec<_>>(),
+                        "would_deny": r.decision.would_deny,
                         "errors": r.decision.errors,
                         "grant": r.decision.grant,
                         "request_access": r.decision.request_access,
@@ -190,6 +214,7 @@ fn render(args: &DryRunArgs, results: &Results) -> String {
                 };
                 w!(out, "{verdict} {}  ({})", item.label, item.source);
                 for pkg in &r.evaluation.packages {
+                    let mode = crate::decision::mode(pkg, Options::default());
                     for f in &pkg.findings {
                         if args.explain {
                             w!(
@@ -197,18 +222,29 @@ fn render(args: &DryRunArgs, results: &Results) -> String {
                                 "      package {} rule {} (enforcement {}): {}",
                                 pkg.package,
                                 f.rule.name(),
-                                pkg.enforcement.name(),
+                                mode.name(),
                                 f.msg
                             );
-                        } else if !matches!(f.rule, crate::policy::RuleKind::Warn) {
+                        } else if matches!(f.rule, RuleKind::Warn) {
+                        } else if mode.enforced() {
                             w!(out, "      [{}] {}: {}", pkg.package, f.rule.name(), f.msg);
+                        } else {
+                            // Not what denied it, even under a DENY from another package.
+                            w!(
+                                out,
+                                "      [{}] would deny ({}): {}",
+                                pkg.package,
+                                mode.name(),
+                                f.msg
+                            );
                         }
                     }
                 }
                 for e in &d.errors {
                     w!(out, "      error: {e}");
                 }
-                for w in &d.warnings {
+                // A would-deny warning repeats a finding listed above.
+                for w in d.warnings.iter().filter(|w| !w.starts_with("would deny (")) {
                     w!(out, "      warning: {w}");
                 }
                 if let Some(request) = &d.request_access {
@@ -223,7 +259,8 @@ fn render(args: &DryRunArgs, results: &Results) -> String {
                         g.expires_at
                     );
                 }
-                if args.explain {
+                {
+                    // Only `--webhook mutate` produces one: what it asked to see.
                     for op in &d.patch {
                         w!(
                             out,

@@ -597,3 +597,97 @@ fn a_grant_file_expiry_past_its_duration_is_cut_and_said() {
         "{err}"
     );
 }
+
+/// dry-run's stumbling points for a new user.
+#[test]
+fn dry_run_says_what_it_did_not_decide_and_how_each_finding_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty file: nothing was decided, which is not a pass.
+    let empty = write(dir.path(), "empty.yaml", "");
+    let (code, out, err) = run(&["dry-run", "-f", &empty]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("no Kubernetes object to decide"), "{err}");
+    // A generated name is shown as such, not as `default/`.
+    let generated = write(
+        dir.path(),
+        "gen.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: cfg-\n",
+    );
+    let (_, out, _) = run(&["dry-run", "-f", &generated]);
+    assert!(out.starts_with("ALLOW ConfigMap default/cfg-*  ("), "{out}");
+    // Requester flags do not apply to an AdmissionReview file: said, not ignored silently.
+    let review = root().join("tests/fixtures/admission/pod-create-dev.json");
+    let review = review.to_str().unwrap();
+    let (code, _, err) = run(&["dry-run", "-f", review, "--user", "bob"]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains(
+            "is an AdmissionReview: it is decided as it is, with its own userInfo and operation"
+        ),
+        "{err}"
+    );
+    let (_, _, err) = run(&["dry-run", "-f", review]);
+    assert!(!err.contains("AdmissionReview"), "{err}");
+    // An audit-mode package's finding under a DENY caused by another package is marked.
+    let both = write(
+        dir.path(),
+        "both.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: dev\n  labels: {rollout: deny, forbidden: \"true\"}\n",
+    );
+    let policies = root().join("tests/fixtures/policies/core");
+    let policies = policies.to_str().unwrap();
+    let (code, out, _) = run(&["dry-run", "--policies", policies, "-f", &both]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("[test.core] deny: objects labelled forbidden=true"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[test.rollout] would deny (audit): rollout would deny this"),
+        "{out}"
+    );
+    assert!(!out.contains("warning: would deny"), "listed once: {out}");
+    // `-o input` saves inputs: a denial among them is not a failure of the command.
+    let prod = root().join("tests/fixtures/admission/pod-exec-prod.json");
+    let (code, out, _) = run(&["dry-run", "-f", prod.to_str().unwrap(), "-o", "input"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"jit\""), "{out}");
+    // A policy error reads as file:line:col: message, not a flattened source excerpt.
+    let broken = dir.path().join("policies");
+    std::fs::create_dir_all(&broken).unwrap();
+    write(
+        &broken,
+        "boom.rego",
+        "package acme.boom\n\ndeny contains msg if {\n\tx := to_number(\"abc\")\n\tmsg := sprintf(\"%v\", [x])\n}\n",
+    );
+    let (code, out, _) = run(&[
+        "dry-run",
+        "--policies",
+        broken.to_str().unwrap(),
+        "-f",
+        review,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("boom.rego:4:") && out.contains(": could not parse string as number"),
+        "{out}"
+    );
+    assert!(!out.contains("-->") && !out.contains(" | "), "{out}");
+    // --webhook mutate shows the patch without --explain.
+    let patchme = write(
+        dir.path(),
+        "patchme.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: p\n  namespace: dev\n  labels: {patchme: \"true\"}\n",
+    );
+    let (code, out, _) = run(&[
+        "dry-run",
+        "--policies",
+        policies,
+        "-f",
+        &patchme,
+        "--webhook",
+        "mutate",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("      patch: {\"op\":"), "{out}");
+}
