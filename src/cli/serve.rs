@@ -84,7 +84,7 @@ pub struct ServeArgs {
     #[arg(long, env = "JITGUARD_RELOAD_INTERVAL", default_value = "1s", value_parser = duration)]
     pub reload_interval: Duration,
     /// On SIGTERM, time between failing readiness and closing the listener.
-    #[arg(long, env = "JITGUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "JITGUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration_or_zero)]
     pub shutdown_delay: Duration,
     /// Longest wait for in-flight requests after the listener closes.
     #[arg(long, env = "JITGUARD_DRAIN_TIMEOUT", default_value = "20s", value_parser = duration)]
@@ -132,6 +132,23 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// `deny` is refused rather than taken as "enforce everything": it would turn a new
 /// package's own `enforcement := "audit"` roll-out into denials, and make
 /// `JITGUARD_ENFORCEMENT=deny` mean something else than leaving it unset.
+/// As `duration`, and also zero (`0`, `0s`): no delay at all is a valid choice for the
+/// shutdown delay, e.g. where nothing routes to the pod through a Service.
+fn duration_or_zero(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    let zero = ["", "h", "m", "s", "ms", "us", "µs", "ns"]
+        .iter()
+        .any(|unit| {
+            text.strip_suffix(unit).is_some_and(|digits| {
+                !digits.is_empty() && digits.chars().all(|c| c == '0' || c == '.')
+            })
+        });
+    if zero {
+        return Ok(Duration::ZERO);
+    }
+    duration(s).map_err(|e| format!("{e}, or 0"))
+}
+
 fn enforcement(s: &str) -> Result<Enforcement, String> {
     match s {
         "warn" => Ok(Enforcement::Warn),
@@ -571,4 +588,25 @@ fn print_dev_banner(addr: SocketAddr, ops: Option<SocketAddr>) {
     );
     // Not println!: a closed stdout must not bring the webhook down.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shutdown_delay_may_be_zero() {
+        for zero in ["0", "0s", "0ms", "0.0s"] {
+            assert_eq!(
+                super::duration_or_zero(zero),
+                Ok(std::time::Duration::ZERO),
+                "{zero}"
+            );
+        }
+        assert_eq!(
+            super::duration_or_zero("1s"),
+            Ok(std::time::Duration::from_secs(1))
+        );
+        for bad in ["0x", "s", "", "-1s"] {
+            assert!(super::duration_or_zero(bad).is_err(), "{bad}");
+        }
+    }
 }
