@@ -301,6 +301,24 @@ async fn the_dev_first_run_prints_curl_lines_that_allow_and_deny() {
         .map(|_| rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
+    // The README's example is the deny line as printed, at the default port.
+    let readme = std::fs::read_to_string(crate::common::root().join("README.md")).unwrap();
+    let example = readme
+        .split("```sh\ncurl ")
+        .nth(1)
+        .and_then(|s| s.split("\n```").next())
+        .map(|s| format!("curl {}", s.replace("\\\n  ", "")))
+        .unwrap();
+    let port = lines[1]
+        .rsplit("https://127.0.0.1:")
+        .next()
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        lines[1].replace(&format!("127.0.0.1:{port}/"), "127.0.0.1:8443/"),
+        example
+    );
     let mut answers = Vec::new();
     for line in &lines {
         let out = std::process::Command::new("sh")

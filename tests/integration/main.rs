@@ -18,6 +18,7 @@ mod hostile;
 mod lifecycle;
 mod manifests;
 mod opa;
+mod readme;
 mod reload;
 mod watch;
 mod workflow;

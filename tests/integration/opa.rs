@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::common::{root, run, suite_reviews};
 
 /// The reference engine: `$JITGUARD_OPA_EVAL`, else `../shared/tools/opa-eval`.
-fn opa_eval() -> PathBuf {
+pub(crate) fn opa_eval() -> PathBuf {
     let path = std::env::var_os("JITGUARD_OPA_EVAL")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/tools/opa-eval"));
