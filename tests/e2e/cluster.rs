@@ -70,6 +70,7 @@ impl Run {
     }
 }
 
+#[derive(Default)]
 pub struct Options {
     /// `jitguard serve` flags added to the playground's.
     pub serve_args: Vec<String>,

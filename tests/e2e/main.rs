@@ -16,9 +16,12 @@
 )]
 
 mod cluster;
+#[path = "../common/session.rs"]
+mod session;
 
 mod outage;
 mod overlays;
+mod readme;
 mod routes;
 mod workflow;
 
