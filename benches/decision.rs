@@ -14,12 +14,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use jitguard::admission::Operation;
 use jitguard::audit::Audit;
 use jitguard::decision::{Options, Webhook};
 use jitguard::grant::GrantStore;
 use jitguard::metrics::Metrics;
 use jitguard::policy::{EvalOptions, PolicySet};
+use jitguard::request::Operation;
 use jitguard::review::{Reviewer, Worker};
 
 /// A grant for alice to create pods in prod, live around [`NOW`]: the mutating case

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use jitguard::admission::{Operation, RequestInfo};
 use jitguard::grant::{
     self, AccessRequest, AccessRequestSpec, AccessRequestStatus, Grant, GrantIndex, GrantStore,
     Phase, ScopeRule,
 };
+use jitguard::request::{Operation, RequestInfo};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// mimalloc (the product's allocator), counting live heap bytes so that the memory per
@@ -125,7 +125,7 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 let live = store.index().live_for(&req.user, &req.groups, now);
                 let check = grant::check(&live, &req, store);
-                assert!(matches!(check, jitguard::decision::GrantCheck::Covered(_)));
+                assert!(matches!(check, jitguard::grant::GrantCheck::Covered(_)));
                 check
             })
         });

@@ -8,16 +8,13 @@
 //! the phase that follows); on `/validate` it recomputes the same and refuses any
 //! difference, so a request that skipped the mutating webhook is refused, not trusted.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use regorus::Value;
 
-use crate::admission::Operation;
 use crate::grant::resource::{parse_duration, Approval, ApprovalDecision};
 use crate::grant::{AccessRequest, AccessRequestStatus, Phase};
+use crate::policy::{AccessPolicy, Requirement};
+use crate::request::Operation;
 
 /// How far a stamped time may lie behind the validating webhook's clock: the mutating
 /// webhook stamped it moments before, on this or another replica.
@@ -25,117 +22,6 @@ const STAMP_TOLERANCE: SignedDuration = SignedDuration::from_secs(60);
 
 /// Prefix of approvals recorded by policy rather than by a person.
 pub const POLICY_APPROVER: &str = "policy:";
-
-/// One requirement: `count` different approvers, each a member of one of `groups`.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
-)]
-pub struct Requirement {
-    #[serde(default)]
-    pub name: String,
-    pub groups: Vec<String>,
-    #[serde(default = "one")]
-    pub count: usize,
-}
-
-fn one() -> usize {
-    1
-}
-
-/// The workflow parameters the access policy (`jitguard.access`) provides.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AccessPolicy {
-    /// Every requirement must be met (AND); one person counts for one requirement only.
-    pub requirements: Vec<Requirement>,
-    /// Names of the policy rules that approve this request at creation.
-    pub auto_approve: Vec<String>,
-    pub break_glass_groups: Vec<String>,
-    pub break_glass_max: Option<Duration>,
-    pub admin_groups: Vec<String>,
-    pub pending_ttl: Duration,
-    pub allow_escalating_roles: bool,
-}
-
-impl Default for AccessPolicy {
-    /// Without an access policy nobody can approve, break glass or revoke but the
-    /// requester: requests stay pending and lapse. Safe, and visibly so.
-    fn default() -> Self {
-        Self {
-            requirements: Vec::new(),
-            auto_approve: Vec::new(),
-            break_glass_groups: Vec::new(),
-            break_glass_max: None,
-            admin_groups: Vec::new(),
-            pending_ttl: Duration::from_secs(24 * 3600),
-            allow_escalating_roles: false,
-        }
-    }
-}
-
-impl AccessPolicy {
-    /// Reads the values of the policy's rules (`null` where a rule is not defined).
-    pub fn from_value(value: &Value) -> Result<Self, String> {
-        let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
-        let mut policy = Self::default();
-        let field = |name: &str| json.get(name).filter(|v| !v.is_null());
-        if let Some(v) = field("approval_requirements") {
-            policy.requirements = serde_json::from_value(v.clone()).map_err(|e| {
-                format!("approval_requirements must be a list of {{name, groups, count}}: {e}")
-            })?;
-        }
-        if let Some(v) = field("auto_approve") {
-            policy.auto_approve = strings(v, "auto_approve")?;
-        }
-        if let Some(v) = field("break_glass_groups") {
-            policy.break_glass_groups = strings(v, "break_glass_groups")?;
-        }
-        if let Some(v) = field("break_glass_max_duration") {
-            policy.break_glass_max = Some(duration(v, "break_glass_max_duration")?);
-        }
-        if let Some(v) = field("admin_groups") {
-            policy.admin_groups = strings(v, "admin_groups")?;
-        }
-        if let Some(v) = field("pending_ttl") {
-            policy.pending_ttl = duration(v, "pending_ttl")?;
-        }
-        if let Some(v) = field("allow_escalating_roles") {
-            policy.allow_escalating_roles = v
-                .as_bool()
-                .ok_or("allow_escalating_roles must be true or false")?;
-        }
-        Ok(policy)
-    }
-
-    fn eligible(&self, groups: &[String]) -> bool {
-        self.requirements
-            .iter()
-            .any(|r| r.groups.iter().any(|g| groups.contains(g)))
-    }
-
-    fn approver_groups(&self) -> String {
-        let all: BTreeSet<&str> = self
-            .requirements
-            .iter()
-            .flat_map(|r| r.groups.iter().map(String::as_str))
-            .collect();
-        if all.is_empty() {
-            "none: the access policy names no approvers".into()
-        } else {
-            all.into_iter().collect::<Vec<_>>().join(", ")
-        }
-    }
-}
-
-fn strings(v: &serde_json::Value, name: &str) -> Result<Vec<String>, String> {
-    serde_json::from_value(v.clone()).map_err(|_| format!("{name} must be a list of strings"))
-}
-
-fn duration(v: &serde_json::Value, name: &str) -> Result<Duration, String> {
-    let text = v
-        .as_str()
-        .ok_or(format!("{name} must be a duration like 1h"))?;
-    parse_duration(text).map_err(|e| format!("{name}: {e}"))
-}
 
 /// Who is asking, from the AdmissionReview's userInfo (never from the object).
 #[derive(Clone, Copy, Debug)]
@@ -763,6 +649,7 @@ mod tests {
     )]
     use super::*;
     use crate::grant::{AccessRequestSpec, ScopeRule};
+    use std::time::Duration;
 
     fn approval(who: &str, groups: &[&str]) -> Approval {
         Approval {

@@ -13,12 +13,13 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde::Serialize;
 use tracing::Level;
 
-use crate::admission::RequestInfo;
 use crate::decision::Options;
-use crate::decision::{Decision, GrantUse, Webhook};
+use crate::decision::{Decision, Webhook};
 use crate::grant::Grant;
+use crate::grant::GrantUse;
 use crate::metrics::Metrics;
 use crate::policy::{Enforcement, Evaluation, RuleKind};
+use crate::request::RequestInfo;
 
 pub const TARGET: &str = "jitguard::audit";
 

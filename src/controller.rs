@@ -26,12 +26,13 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use regorus::Value;
 
-use crate::approval::{AccessPolicy, POLICY_APPROVER};
+use crate::approval::POLICY_APPROVER;
 use crate::audit::Audit;
 use crate::grant::resource::ApprovalDecision;
 use crate::grant::{AccessRequest, Phase};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
+use crate::policy::AccessPolicy;
 use crate::policy::{PolicyEngine, PolicySet};
 use lease::LeaderElector;
 use plan::{Context, Step};

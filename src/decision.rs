@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::admission::Operation;
+use crate::grant::{GrantCheck, GrantUse};
 use crate::policy::{Enforcement, Evaluation, PackageResult, RuleKind, ACCESS_PACKAGE};
+use crate::request::Operation;
 use crate::text::truncate;
 
 /// Kubernetes shows at most this many characters of a warning without truncating it.
@@ -37,7 +38,7 @@ impl Webhook {
 }
 
 /// What to do when a package cannot decide (runtime error, time-out, broken contract).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Fail closed: deny, with the error in the message.
@@ -53,26 +54,6 @@ pub struct Options {
     /// `--enforcement audit|warn`: every package behaves as if it set that mode.
     pub enforcement: Option<Enforcement>,
     pub on_error: OnError,
-}
-
-/// Whether a live grant covers this request (computed by the grant module).
-#[derive(Clone, Debug, PartialEq)]
-pub enum GrantCheck {
-    /// A live grant of the requester covers the request.
-    Covered(GrantUse),
-    /// None does; `request` is the `kubectl jit request ...` line that would ask for one.
-    NotCovered { request: String },
-    /// The grant cache cannot be trusted (its source has been broken too long).
-    Stale { reason: String },
-}
-
-/// The grant that allowed a request.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct GrantUse {
-    pub name: String,
-    /// RFC 3339.
-    pub expires_at: String,
-    pub break_glass: bool,
 }
 
 /// The outcome label used in metrics, audit records and dry-run output.

@@ -1,22 +1,40 @@
 //! Just-in-time grants: the `AccessRequest` resource, the live grant cache every decision
 //! consults in-line, and coverage of a request by a grant.
 //!
-//! Sources (a kube watcher in a cluster, a YAML file locally) differ only in how they
-//! fill a [`GrantStore`]; after loading, one code path serves both.
+//! The sources (a kube watcher in a cluster, a YAML file locally: [`crate::sources`])
+//! differ only in how they fill a [`GrantStore`]; after loading, one code path serves both.
 
 pub mod coverage;
 pub mod file;
 pub mod resource;
 pub mod store;
-pub mod watch;
 
 use std::sync::Arc;
 
-use crate::admission::RequestInfo;
-use crate::decision::{GrantCheck, GrantUse};
+use crate::request::RequestInfo;
 
 pub use resource::{AccessRequest, AccessRequestSpec, AccessRequestStatus, Phase, ScopeRule};
 pub use store::{Grant, GrantIndex, GrantStore};
+
+/// Whether a live grant covers this request (computed by [`check`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GrantCheck {
+    /// A live grant of the requester covers the request.
+    Covered(GrantUse),
+    /// None does; `request` is the `kubectl jit request ...` line that would ask for one.
+    NotCovered { request: String },
+    /// The grant cache cannot be trusted (its source has been broken too long).
+    Stale { reason: String },
+}
+
+/// The grant that allowed a request.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct GrantUse {
+    pub name: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub break_glass: bool,
+}
 
 /// The duration suggested in a denial's `kubectl jit request` line.
 pub const SUGGESTED_DURATION: &str = "30m";

@@ -28,8 +28,10 @@ pub mod namespace;
 pub mod policy;
 pub mod pool;
 pub mod reload;
+pub mod request;
 pub mod review;
 pub mod server;
+pub mod sources;
 pub mod text;
 
 /// Process-wide setup shared by the binary, tests and benches: rustls needs exactly one

@@ -13,7 +13,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource, SubResourceScope};
 use serde_json::{json, Value};
 
-use crate::admission::Operation;
+use crate::request::Operation;
+use crate::text::{yaml_documents, yaml_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -53,68 +54,6 @@ pub struct Item {
     pub body: Vec<u8>,
     /// An AdmissionReview file, used as it is: it says who asks and how itself.
     pub review_file: bool,
-}
-
-/// A YAML error as (line within the document, 0-based; message). The message loses
-/// the parser's own "at line N column M", which counts within the document: callers add
-/// the line within the whole file, and two different line numbers on one error mislead.
-pub fn yaml_error(e: &yaml_serde::Error) -> (usize, String) {
-    let line = e
-        .location()
-        .map(|l| l.line().saturating_sub(1))
-        .unwrap_or(0);
-    let text = e.to_string();
-    let message = match e.location() {
-        Some(l) => text.replacen(
-            &format!(" at line {} column {}", l.line(), l.column()),
-            "",
-            1,
-        ),
-        None => text,
-    };
-    (line, message)
-}
-
-#[cfg(test)]
-mod yaml_error_tests {
-    #![allow(clippy::unwrap_used)]
-
-    #[test]
-    fn the_message_carries_no_line_of_its_own() {
-        let e = yaml_serde::from_str::<serde_json::Value>("a: 1\nb: [\n").unwrap_err();
-        let (line, message) = super::yaml_error(&e);
-        assert!(line >= 1, "{line}");
-        assert!(!message.contains("at line"), "{message}");
-        assert!(!message.is_empty());
-    }
-}
-
-/// Splits a multi-document YAML text at `---` lines: (1-based first line, text). Empty
-/// documents are dropped.
-pub fn yaml_documents(text: &str) -> Vec<(usize, &str)> {
-    let mut docs = Vec::new();
-    let mut start_byte = 0;
-    let mut start_line = 1;
-    let mut offset = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let is_separator = line.starts_with("---")
-            && line
-                .get(3..)
-                .is_some_and(|rest| rest.trim().is_empty() || rest.starts_with(' '));
-        if is_separator {
-            docs.push((start_line, text.get(start_byte..offset).unwrap_or("")));
-            start_byte = offset + line.len();
-            start_line = i + 2;
-        }
-        offset += line.len();
-    }
-    docs.push((start_line, text.get(start_byte..).unwrap_or("")));
-    docs.into_iter()
-        .filter(|(_, d)| {
-            d.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        })
-        .collect()
 }
 
 /// Reads files and folders (recursively) into AdmissionReviews, in path order.

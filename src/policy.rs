@@ -7,6 +7,7 @@
 //! and `patch`, and the single-value rule `enforcement`. jitguard collects them from every
 //! package in one evaluation of a generated aggregate module.
 
+mod access;
 pub mod source;
 pub mod testing;
 
@@ -20,6 +21,7 @@ use crate::text::one_line;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
+pub use access::{AccessPolicy, Requirement};
 pub use source::{LoadError, Sources};
 
 /// Multi-value rules of the contract, in the order they are reported.
@@ -345,12 +347,9 @@ impl PolicyEngine {
 
     /// The approval workflow's parameters for an AccessRequest admission (`input` as for
     /// `evaluate`). Without an access package: the safe defaults of [`AccessPolicy`].
-    pub fn access_policy(
-        &mut self,
-        input: &Value,
-    ) -> Result<crate::approval::AccessPolicy, String> {
+    pub fn access_policy(&mut self, input: &Value) -> Result<AccessPolicy, String> {
         if !self.set.has_access {
-            return Ok(crate::approval::AccessPolicy::default());
+            return Ok(AccessPolicy::default());
         }
         // The whole budget: the last evaluation may have left a package's share set.
         self.limit(self.set.budget);
@@ -364,7 +363,7 @@ impl PolicyEngine {
                     runtime_error(&e)
                 )
             })?;
-        crate::approval::AccessPolicy::from_value(&value)
+        AccessPolicy::from_value(&value)
             .map_err(|e| format!("the access policy ({ACCESS_PACKAGE}): {e}"))
     }
 

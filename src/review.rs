@@ -9,14 +9,16 @@ use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use regorus::Value;
 
-use crate::admission::{self, AdmissionInput, Operation, RequestInfo, ReviewError};
+use crate::admission::{self, AdmissionInput, ReviewError};
 use crate::approval;
 use crate::audit::{Audit, DecisionRecord};
-use crate::decision::{self, Decision, GrantCheck, Options, Webhook};
+use crate::decision::{self, Decision, Options, Webhook};
+use crate::grant::GrantCheck;
 use crate::grant::{self, AccessRequest, GrantStore};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
 use crate::policy::{Evaluation, PolicyEngine, PolicySet};
+use crate::request::{Operation, RequestInfo};
 
 /// What every worker shares: the current policies, the grant cache and the sinks.
 #[derive(Clone)]

@@ -1,5 +1,6 @@
-//! Text helpers for what people and the API server read: limits counted in characters
-//! or bytes, and multi-line errors made into one line.
+//! Text helpers: limits counted in characters or bytes (what the API server accepts),
+//! multi-line errors made into one line, and multi-document YAML split with its errors
+//! placed in the whole file.
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character
 /// boundary (for limits the API server counts in bytes: Event notes, name prefixes).
@@ -32,8 +33,57 @@ pub fn one_line(message: &str) -> String {
         .join(" ")
 }
 
+/// A YAML error as (line within the document, 0-based; message). The message loses
+/// the parser's own "at line N column M", which counts within the document: callers add
+/// the line within the whole file, and two different line numbers on one error mislead.
+pub fn yaml_error(e: &yaml_serde::Error) -> (usize, String) {
+    let line = e
+        .location()
+        .map(|l| l.line().saturating_sub(1))
+        .unwrap_or(0);
+    let text = e.to_string();
+    let message = match e.location() {
+        Some(l) => text.replacen(
+            &format!(" at line {} column {}", l.line(), l.column()),
+            "",
+            1,
+        ),
+        None => text,
+    };
+    (line, message)
+}
+
+/// Splits a multi-document YAML text at `---` lines: (1-based first line, text). Empty
+/// documents are dropped.
+pub fn yaml_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let is_separator = line.starts_with("---")
+            && line
+                .get(3..)
+                .is_some_and(|rest| rest.trim().is_empty() || rest.starts_with(' '));
+        if is_separator {
+            docs.push((start_line, text.get(start_byte..offset).unwrap_or("")));
+            start_byte = offset + line.len();
+            start_line = i + 2;
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, text.get(start_byte..).unwrap_or("")));
+    docs.into_iter()
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -55,5 +105,14 @@ mod tests {
     #[test]
     fn one_line_drops_blank_lines_and_carets_gutters() {
         assert_eq!(one_line("error:\n  |\n  x := 1\n\n"), "error: x := 1");
+    }
+
+    #[test]
+    fn the_message_carries_no_line_of_its_own() {
+        let e = yaml_serde::from_str::<serde_json::Value>("a: 1\nb: [\n").unwrap_err();
+        let (line, message) = yaml_error(&e);
+        assert!(line >= 1, "{line}");
+        assert!(!message.contains("at line"), "{message}");
+        assert!(!message.is_empty());
     }
 }

@@ -12,10 +12,10 @@ use serde_json::json;
 use super::w;
 
 use super::exit;
-use crate::admission::Operation;
 use crate::decision::{Options, Verdict, Webhook};
 use crate::manifest::{self, Requester};
 use crate::policy::{EvalOptions, PolicySet, RuleKind};
+use crate::request::Operation;
 use crate::review::{Reviewed, Reviewer, Worker};
 
 #[derive(Args, Debug)]
@@ -34,9 +34,9 @@ pub struct DryRunArgs {
     /// system:authenticated].
     #[arg(long = "group")]
     pub groups: Vec<String>,
-    /// The operation the manifests are submitted with (an AdmissionReview file names its
-    /// own) [default: CREATE].
-    #[arg(long, value_enum)]
+    /// The operation the manifests are submitted with: CREATE, UPDATE, DELETE or CONNECT
+    /// (an AdmissionReview file names its own) [default: CREATE].
+    #[arg(long)]
     pub operation: Option<Operation>,
     /// The moment to decide at (RFC 3339), e.g. to replay a change window or a grant's end.
     #[arg(long)]

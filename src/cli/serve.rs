@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use crate::audit::Audit;
 use crate::controller;
 use crate::decision::{OnError, Options};
-use crate::grant::watch::{run_cluster, FileSource};
 use crate::grant::GrantStore;
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
@@ -22,6 +21,7 @@ use crate::pool::Pool;
 use crate::reload::Poller;
 use crate::review::Reviewer;
 use crate::server::{self, tls, AppState, Health};
+use crate::sources::{run_cluster, FileSource};
 
 /// Where `--dev` keeps its generated certificate (git-ignored).
 const DEV_DIR: &str = ".jitguard-dev";
@@ -66,7 +66,7 @@ pub struct ServeArgs {
     #[arg(long, env = "JITGUARD_ENFORCEMENT", value_parser = enforcement)]
     pub enforcement: Option<Enforcement>,
     /// When a policy cannot decide (runtime error, time-out): deny (fail closed) or allow.
-    #[arg(long, env = "JITGUARD_ON_ERROR", value_enum, default_value_t = OnError::Deny)]
+    #[arg(long, env = "JITGUARD_ON_ERROR", default_value = "deny", value_parser = on_error)]
     pub on_error: OnError,
     /// Budget of one policy evaluation.
     #[arg(long, env = "JITGUARD_EVAL_TIMEOUT", default_value = "250ms", value_parser = duration)]
@@ -127,6 +127,14 @@ fn pod_identity(args: &ServeArgs) -> String {
 fn duration(s: &str) -> Result<Duration, String> {
     server::parse_go_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration like 250ms, 5s or 1m"))
+}
+
+fn on_error(s: &str) -> Result<OnError, String> {
+    match s {
+        "deny" => Ok(OnError::Deny),
+        "allow" => Ok(OnError::Allow),
+        _ => Err("expected deny (fail closed) or allow (fail open)".into()),
+    }
 }
 
 /// `deny` is refused rather than taken as "enforce everything": it would turn a new

@@ -14,10 +14,10 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::{exit, w};
-use crate::admission::Operation;
 use crate::decision::Webhook;
 use crate::manifest::{self, Requester};
 use crate::policy::{EvalOptions, PolicySet};
+use crate::request::Operation;
 use crate::review::{Reviewed, Reviewer, Worker};
 
 #[derive(Args, Debug)]
@@ -173,7 +173,7 @@ impl Runner {
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let suite: Suite = yaml_serde::from_str(&text).map_err(|e| {
-            let (line, message) = crate::manifest::yaml_error(&e);
+            let (line, message) = crate::text::yaml_error(&e);
             format!("{}:{}: {message}", file.display(), line + 1)
         })?;
         let base = file.parent().unwrap_or(Path::new("."));

@@ -7,9 +7,10 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::approval::{AccessPolicy, POLICY_APPROVER};
+use crate::approval::POLICY_APPROVER;
 use crate::grant::resource::{parse_duration, Approval, ApprovalDecision};
 use crate::grant::{AccessRequest, AccessRequestStatus, Phase};
+use crate::policy::AccessPolicy;
 
 /// Condition types the controller writes.
 pub const LIVE: &str = "Live";

@@ -15,8 +15,8 @@ use kube::api::{
 use kube::core::ObjectMeta;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::approval::AccessPolicy;
 use crate::grant::AccessRequest;
+use crate::policy::AccessPolicy;
 
 /// The label on everything a grant created or the controller bound for it.
 pub const GRANT_LABEL: &str = "jitguard.dev/grant";

@@ -1,6 +1,6 @@
 //! Whether a grant's scope covers a request, and the command that asks for one that does.
 
-use crate::admission::RequestInfo;
+use crate::request::RequestInfo;
 
 use super::resource::ScopeRule;
 
@@ -73,7 +73,7 @@ fn shell_word(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::Operation;
+    use crate::request::Operation;
 
     fn req(op: Operation, resource: &str, sub: &str, ns: &str, name: &str) -> RequestInfo {
         RequestInfo {

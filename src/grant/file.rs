@@ -74,14 +74,14 @@ pub fn read(path: &Path) -> Result<LocalState, GrantFileError> {
 pub fn parse(text: &str, path: &Path) -> Result<LocalState, GrantFileError> {
     let mut out = Vec::new();
     let mut namespaces = Vec::new();
-    for (start, doc) in crate::manifest::yaml_documents(text) {
+    for (start, doc) in crate::text::yaml_documents(text) {
         let err = |line: usize, message: String| GrantFileError::Parse {
             path: path.to_path_buf(),
             line: start + line,
             message,
         };
         let located = |e: yaml_serde::Error| {
-            let (line, message) = crate::manifest::yaml_error(&e);
+            let (line, message) = crate::text::yaml_error(&e);
             err(line, message)
         };
         let head: Option<Head> = yaml_serde::from_str(doc).map_err(located)?;

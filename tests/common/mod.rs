@@ -478,7 +478,7 @@ pub fn suite_reviews() -> Vec<Value> {
             let requester = jitguard::manifest::Requester {
                 user,
                 groups,
-                operation: jitguard::admission::Operation::parse(&operation).unwrap(),
+                operation: jitguard::request::Operation::parse(&operation).unwrap(),
             };
             let grants = field("grants").as_str().map(|g| suites.join(g));
             let reviewer =

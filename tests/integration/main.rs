@@ -15,6 +15,7 @@ mod cli;
 mod fuzz;
 mod grants;
 mod hostile;
+mod layout;
 mod lifecycle;
 mod manifests;
 mod opa;

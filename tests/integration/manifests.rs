@@ -74,7 +74,7 @@ fn rendered() -> Vec<(String, String)> {
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
-    jitguard::manifest::yaml_documents(yaml)
+    jitguard::text::yaml_documents(yaml)
         .into_iter()
         .filter_map(|(_, doc)| yaml_serde::from_str::<Option<Value>>(doc).unwrap())
         .collect()

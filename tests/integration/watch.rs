@@ -49,7 +49,7 @@ fn start_source(
     stale_after: Duration,
 ) -> (GrantStore, tokio::task::JoinHandle<()>) {
     let store = GrantStore::new(stale_after);
-    let task = tokio::spawn(jitguard::grant::watch::run_cluster(
+    let task = tokio::spawn(jitguard::sources::run_cluster(
         api.client(),
         store.clone(),
         Audit::disabled(),

@@ -12,9 +12,9 @@ use jiff::Timestamp;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 
-use super::resource::{AccessRequest, Phase};
-use super::store::{Grant, GrantIndex, GrantStore};
 use crate::audit::Audit;
+use crate::grant::resource::{AccessRequest, Phase};
+use crate::grant::store::{Grant, GrantIndex, GrantStore};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
 
@@ -222,12 +222,6 @@ pub async fn run_cluster(client: Client, store: GrantStore, audit: Audit, metric
     }
 }
 
-/// Loads the grants file once (for `dry-run`, `verify` and the first load of `serve`).
-pub fn load_file(path: &std::path::Path) -> Result<GrantIndex, super::file::GrantFileError> {
-    let state = super::file::read(path)?;
-    Ok(GrantIndex::from_resources(&state.grants))
-}
-
 /// Re-reads the grants file when its content changes. A file that does not parse is
 /// refused (logged, counted) and the last good set keeps serving.
 pub struct FileSource {
@@ -258,11 +252,12 @@ impl FileSource {
 
     /// Checks the file and reloads it if it changed. Returns an error the first time a
     /// changed file fails to parse.
-    pub fn poll(&mut self) -> Result<bool, super::file::GrantFileError> {
-        let text = std::fs::read(&self.path).map_err(|source| super::file::GrantFileError::Io {
-            path: self.path.clone(),
-            source,
-        });
+    pub fn poll(&mut self) -> Result<bool, crate::grant::file::GrantFileError> {
+        let text =
+            std::fs::read(&self.path).map_err(|source| crate::grant::file::GrantFileError::Io {
+                path: self.path.clone(),
+                source,
+            });
         let digest = match &text {
             Ok(bytes) => crate::reload::digest(bytes),
             Err(_) => 0,
@@ -272,8 +267,9 @@ impl FileSource {
             return Ok(false);
         }
         self.digest = Some(digest);
-        let result =
-            text.and_then(|bytes| super::file::parse(&String::from_utf8_lossy(&bytes), &self.path));
+        let result = text.and_then(|bytes| {
+            crate::grant::file::parse(&String::from_utf8_lossy(&bytes), &self.path)
+        });
         let metrics = self.writer.lifecycle.metrics.clone();
         match result {
             Ok(state) => {
