@@ -32,6 +32,7 @@ pub mod request;
 pub mod review;
 pub mod server;
 pub mod sources;
+pub mod supervise;
 pub mod text;
 
 /// Process-wide setup shared by the binary, tests and benches: rustls needs exactly one

@@ -46,6 +46,13 @@ impl Poller {
     }
 }
 
+impl Poller {
+    /// The thread has ended while the poller is held: `check` panicked.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_some_and(JoinHandle::is_finished)
+    }
+}
+
 impl Drop for Poller {
     fn drop(&mut self) {
         drop(self.stop.take());

@@ -43,6 +43,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Health {
     policies_loaded: AtomicBool,
     shutting_down: AtomicBool,
+    /// A supervised part of the server stopped: why (see [`crate::supervise`]).
+    failed: std::sync::OnceLock<String>,
     grants: GrantStore,
     namespaces: Namespaces,
 }
@@ -52,6 +54,7 @@ impl Health {
         Arc::new(Self {
             policies_loaded: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            failed: std::sync::OnceLock::new(),
             grants,
             namespaces,
         })
@@ -67,9 +70,17 @@ impl Health {
         self.shutting_down.store(true, Ordering::Release);
     }
 
+    /// A part the server cannot run without has stopped: never ready again.
+    pub fn set_failed(&self, reason: String) {
+        let _ = self.failed.set(reason);
+    }
+
     /// `Ok` when ready, else every reason it is not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut reasons = Vec::new();
+        if let Some(reason) = self.failed.get() {
+            reasons.push(reason.clone());
+        }
         if self.shutting_down.load(Ordering::Acquire) {
             reasons.push("shutting down".to_string());
         }
@@ -482,6 +493,22 @@ pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_part_fails_readiness_for_good_with_its_reason() {
+        let namespaces = Namespaces::default();
+        namespaces.replace(&[]);
+        let health = Health::new(GrantStore::empty_synced(), namespaces);
+        health.set_policies_loaded();
+        assert_eq!(health.readiness(), Ok(()));
+        health.set_failed("the AccessRequest watch stopped (returned)".into());
+        assert_eq!(
+            health.readiness(),
+            Err(vec![
+                "the AccessRequest watch stopped (returned)".to_string()
+            ])
+        );
+    }
 
     #[test]
     fn go_durations_as_the_api_server_writes_them() {

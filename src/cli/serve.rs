@@ -22,6 +22,7 @@ use crate::reload::Poller;
 use crate::review::Reviewer;
 use crate::server::{self, tls, AppState, Health};
 use crate::sources::{run_cluster, FileSource};
+use crate::supervise::Supervisor;
 
 /// Where `--dev` keeps its generated certificate (git-ignored).
 const DEV_DIR: &str = ".jitguard-dev";
@@ -307,13 +308,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let pair = tls::load_pair(&config.cert, &config.key)?;
     let resolver = tls::ReloadingCert::new(pair);
     let tls_config = tls::server_config(resolver.clone(), args.client_ca.as_deref())?;
-    let _tls_watch = tls::watch(
+    // Every long-running part, watched: one that ends before shutdown fails the replica.
+    let mut supervisor = Supervisor::new();
+    let tls_watch = tls::watch(
         resolver,
         config.cert.clone(),
         config.key.clone(),
         args.reload_interval,
         metrics.clone(),
     )?;
+    supervisor.keep("the certificate reload", tls_watch);
 
     let eval = EvalOptions {
         budget: args.eval_timeout,
@@ -324,26 +328,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     metrics.policies_loaded.set(set.packages().len() as i64);
     metrics.known_packages(set.package_names());
     let policies = Arc::new(ArcSwap::from_pointee(set));
-    let _policy_watch = watch_policies(
+    let policy_watch = watch_policies(
         config.policies.clone(),
         policies.clone(),
         eval,
         args.reload_interval,
         metrics.clone(),
     )?;
+    supervisor.keep("the policy reload", policy_watch);
 
     let grants = GrantStore::new(args.grants_stale_after);
     let namespaces = Namespaces::default();
     let health = Health::new(grants.clone(), namespaces.clone());
     health.set_policies_loaded();
-    // The cluster tasks (watches, controller, grant-use Events). They hold clones of the
-    // audit sink, whose writer thread is joined when `serve` returns: they are stopped
+    // The cluster tasks (watches, controller, grant-use Events) hold clones of the audit
+    // sink, whose writer thread is joined when `serve` returns: the supervisor stops them
     // first, at shutdown, or the process would wait for them forever, and a stopped
     // replica would go on renewing the controller's Lease.
-    let mut background = tokio::task::JoinSet::new();
     // The controller's Lease, given up at shutdown so that another replica leads at once.
     let mut lease = None;
-    let _grants_watch = match &config.grants {
+    match &config.grants {
         Some(path) => {
             let mut source = FileSource::new(
                 path.clone(),
@@ -355,13 +359,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             source
                 .poll()
                 .context("the grants file (--grants) cannot be loaded; fix it and start again")?;
-            Some(Poller::spawn(
-                "grants-reload",
-                args.reload_interval,
-                move || {
-                    let _ = source.poll();
-                },
-            )?)
+            let poller = Poller::spawn("grants-reload", args.reload_interval, move || {
+                let _ = source.poll();
+            })?;
+            supervisor.keep("the grants file reload", poller);
         }
         None => {
             let client = kube::Client::try_default().await.context(
@@ -371,21 +372,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             // Grant uses become Events on their AccessRequests, off the request path.
             let (uses_tx, uses_rx) = tokio::sync::mpsc::channel(1024);
             audit = audit.with_grant_uses(uses_tx);
-            background.spawn(controller::publish_uses(
-                client.clone(),
-                identity.clone(),
-                uses_rx,
-            ));
-            background.spawn(run_cluster(
-                client.clone(),
-                grants.clone(),
-                audit.clone(),
-                metrics.clone(),
-            ));
-            background.spawn(crate::namespace::run_cluster(
-                client.clone(),
-                namespaces.clone(),
-            ));
+            supervisor.spawn(
+                "the grant-use Event publisher",
+                controller::publish_uses(client.clone(), identity.clone(), uses_rx),
+            );
+            supervisor.spawn(
+                "the AccessRequest watch",
+                run_cluster(
+                    client.clone(),
+                    grants.clone(),
+                    audit.clone(),
+                    metrics.clone(),
+                ),
+            );
+            supervisor.spawn(
+                "the Namespace watch",
+                crate::namespace::run_cluster(client.clone(), namespaces.clone()),
+            );
             if args.controller {
                 let mut config = controller::Config::new(&args.namespace, &identity);
                 config.reap.extend(args.reap.iter().cloned());
@@ -398,11 +401,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 )
                 .with_namespaces(namespaces.clone());
                 lease = Some(controller.lease());
-                background.spawn(controller.run());
+                supervisor.spawn("the controller", controller.run());
             }
-            None
         }
-    };
+    }
 
     let reviewer = Reviewer {
         policies,
@@ -468,7 +470,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ))
     });
 
-    shutdown_signal().await;
+    let mut webhook = webhook;
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        reason = supervisor.failure() => Some(reason),
+        ended = &mut webhook => Some(match ended {
+            Ok(()) => "the webhook listener stopped".to_string(),
+            Err(e) => format!("the webhook listener stopped ({e})"),
+        }),
+    };
+    if let Some(reason) = &failure {
+        // Readiness fails for good; the process exits non-zero so that it is restarted
+        // rather than left answering with a part missing.
+        health.set_failed(reason.clone());
+        tracing::error!(reason = %reason, "a part of the server stopped; shutting down to be restarted");
+    }
     health.set_shutting_down();
     tracing::info!(
         delay_ms = args.shutdown_delay.as_millis() as u64,
@@ -476,11 +492,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     tokio::time::sleep(args.shutdown_delay).await;
     let _ = stop_tx.send(true);
-    let _ = webhook.await;
+    if !webhook.is_finished() {
+        let _ = webhook.await;
+    }
     if let Some(ops) = ops {
         let _ = ops.await;
     }
-    background.shutdown().await;
+    supervisor.shutdown().await;
     if let Some(lease) = lease {
         match tokio::time::timeout(Duration::from_secs(2), lease.release()).await {
             Ok(Ok(true)) => tracing::info!("gave up the controller's Lease"),
@@ -489,8 +507,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("giving up the controller's Lease timed out; another replica takes over when it runs out"),
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(reason) => Err(anyhow::anyhow!("{reason}; stopped")),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
 }
 
 /// Recompiles the policy folder off to the side when it changes and swaps it in; a change
