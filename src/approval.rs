@@ -157,24 +157,8 @@ fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
     if spec.break_glass {
         // Emergency access goes to the person on call, never to everyone in a group: a
         // group grant would make it live, unapproved, for people who did not ask.
-        if let Some(group) = &spec.group {
-            out.deny(format!(
-                "break-glass is for the requester alone, not for a group ({group:?}); ask without --group"
-            ));
-        }
-        if !caller.in_any(&policy.break_glass_groups) {
-            out.deny(format!(
-                "break-glass is reserved to members of {}; you are not one",
-                list_or_none(&policy.break_glass_groups)
-            ));
-        }
-        match (policy.break_glass_max, duration) {
-            (Some(max), Some(d)) if d > max => out.deny(format!(
-                "a break-glass request lasts at most {}",
-                crate::grant::resource::format_duration(max)
-            )),
-            (None, _) => out.deny("break-glass is not enabled by the access policy"),
-            _ => {}
+        for refusal in policy.break_glass_refusals(caller.groups, spec.group.as_deref(), duration) {
+            out.deny(refusal);
         }
     }
     if spec.extends.is_some() && change.extended_end.is_none() {
@@ -432,11 +416,7 @@ fn expected_status(
                 let start = change.extended_end.map_or(at, |end| end.max(at));
                 next.phase = Phase::Approved;
                 next.approved_at = Some(Time(start));
-                next.expires_at = parse_duration(&spec.duration)
-                    .ok()
-                    .and_then(|d| SignedDuration::try_from(d).ok())
-                    .and_then(|d| start.checked_add(d).ok())
-                    .map(Time);
+                next.expires_at = spec.end_from(start).map(Time);
             }
         }
     } else if after.phase == Phase::Revoked && before.phase != Phase::Revoked {

@@ -65,6 +65,18 @@ pub struct AccessRequestSpec {
     pub extends: Option<String>,
 }
 
+impl AccessRequestSpec {
+    /// When a grant that starts at `start` ends: `start + duration`. The one place this
+    /// is computed (the webhook's expected status, the controller's approval, the grant
+    /// cache). `None` when the duration does not parse or the end is out of range.
+    pub fn end_from(&self, start: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        parse_duration(&self.duration)
+            .ok()
+            .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+            .and_then(|d| start.checked_add(d).ok())
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !b
 }

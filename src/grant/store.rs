@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use regorus::Value;
 
-use super::resource::{parse_duration, AccessRequest, Phase, ScopeRule};
+use super::resource::{AccessRequest, Phase, ScopeRule};
 
 /// An approved grant, compiled for lookups. Whether it is live is decided per request,
 /// against the request's own time, so a grant stops working exactly at `expires_at`
@@ -58,11 +58,7 @@ fn judge(ar: &AccessRequest) -> Judged {
             "is Approved but has no status.approvedAt, so it grants nothing".into(),
         );
     };
-    let by_duration = parse_duration(&ar.spec.duration)
-        .ok()
-        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
-        .and_then(|d| approved_at.checked_add(d).ok());
-    let Some(by_duration) = by_duration else {
+    let Some(by_duration) = ar.spec.end_from(approved_at) else {
         return Judged::Broken(format!(
             "has a duration {:?} that is not a duration like 30m or 2h, so it grants nothing",
             ar.spec.duration

@@ -89,6 +89,46 @@ impl AccessPolicy {
         Ok(policy)
     }
 
+    /// Why a break-glass request by someone in `groups`, for `for_group` (a group grant)
+    /// and `duration`, may not be: empty when it may. The webhook says these at creation;
+    /// the controller checks them again before making the request live, in case the
+    /// policy changed meanwhile.
+    pub fn break_glass_refusals(
+        &self,
+        groups: &[String],
+        for_group: Option<&str>,
+        duration: Option<Duration>,
+    ) -> Vec<String> {
+        let mut refusals = Vec::new();
+        // Emergency access goes to the person on call, never to everyone in a group: a
+        // group grant would make it live, unapproved, for people who did not ask.
+        if let Some(group) = for_group {
+            refusals.push(format!(
+                "break-glass is for the requester alone, not for a group ({group:?}); ask without --group"
+            ));
+        }
+        if !self.break_glass_groups.iter().any(|g| groups.contains(g)) {
+            refusals.push(format!(
+                "break-glass is reserved to members of {}; you are not one",
+                if self.break_glass_groups.is_empty() {
+                    "no group (the access policy names none)".to_string()
+                } else {
+                    self.break_glass_groups.join(", ")
+                }
+            ));
+        }
+        match (self.break_glass_max, duration) {
+            (Some(max), Some(d)) if d > max => refusals.push(format!(
+                "a break-glass request lasts at most {}",
+                crate::grant::resource::format_duration(max)
+            )),
+            (None, _) => refusals.push("break-glass is not enabled by the access policy".into()),
+            (Some(_), None) => refusals.push("a break-glass request needs a valid duration".into()),
+            _ => {}
+        }
+        refusals
+    }
+
     pub(crate) fn eligible(&self, groups: &[String]) -> bool {
         self.requirements
             .iter()
@@ -118,4 +158,35 @@ fn duration(v: &serde_json::Value, name: &str) -> Result<Duration, String> {
         .as_str()
         .ok_or(format!("{name} must be a duration like 1h"))?;
     parse_duration(text).map_err(|e| format!("{name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn break_glass_is_for_members_alone_within_the_maximum() {
+        let policy = AccessPolicy {
+            break_glass_groups: vec!["oncall".into()],
+            break_glass_max: Some(Duration::from_secs(3600)),
+            ..AccessPolicy::default()
+        };
+        let oncall = ["oncall".to_string()];
+        let hour = Some(Duration::from_secs(3600));
+        assert!(policy.break_glass_refusals(&oncall, None, hour).is_empty());
+        let refusals = |groups: &[String], group, duration| {
+            policy
+                .break_glass_refusals(groups, group, duration)
+                .join("; ")
+        };
+        assert!(refusals(&[], None, hour).contains("reserved to members of oncall"));
+        assert!(refusals(&oncall, Some("oncall"), hour).contains("not for a group"));
+        assert!(refusals(&oncall, None, Some(Duration::from_secs(7200))).contains("at most 1h"));
+        assert!(refusals(&oncall, None, None).contains("valid duration"));
+        let off = AccessPolicy::default();
+        assert!(off
+            .break_glass_refusals(&oncall, None, hour)
+            .join("; ")
+            .contains("not enabled by the access policy"));
+    }
 }
