@@ -48,9 +48,9 @@ pub struct Config {
     /// This replica's identity in the Lease (its pod name).
     pub identity: String,
     pub lease_duration: Duration,
-    /// How often the leader re-plans every request (expiry, lapse) without a change
-    /// from the watch.
-    pub tick: Duration,
+    /// How soon a request whose last pass could not finish (a refused or failed write,
+    /// an unreachable API) is tried again.
+    pub retry: Duration,
     /// What the reaper looks for, labelled with the grant.
     pub reap: Vec<ApiResource>,
 }
@@ -61,7 +61,7 @@ impl Config {
             namespace: namespace.to_string(),
             identity: identity.to_string(),
             lease_duration: Duration::from_secs(15),
-            tick: Duration::from_secs(1),
+            retry: Duration::from_secs(2),
             reap: provision::default_reap_resources(),
         }
     }
@@ -76,8 +76,8 @@ pub struct Controller {
     recorder: Recorder,
     engine: Option<PolicyEngine>,
     /// The access policy per request uid, with the resourceVersion and policy generation
-    /// it was evaluated for: a pending request is planned every tick, but its policy only
-    /// changes when the request or the policies do.
+    /// it was evaluated for: a pending request may be planned many times, but its policy
+    /// only changes when the request or the policies do.
     evaluated: HashMap<String, (String, u64, Result<AccessPolicy, String>)>,
     observed: Observed,
     /// Namespace labels, so that the access policy sees a labelled namespace in a scope
@@ -126,6 +126,10 @@ impl Controller {
         )
     }
 
+    /// Reconciles each AccessRequest when it changes (a watch event, its extended grant's
+    /// change, a new policy) and again at its next deadline (going live, expiry, lapse),
+    /// never in a sweep: an idle controller with many requests sleeps. Runs until the
+    /// task is dropped.
     pub async fn run(mut self) {
         let api: Api<AccessRequest> = Api::all(self.client.clone());
         let (store, writer) = reflector::store();
@@ -137,31 +141,78 @@ impl Controller {
         // Renew well inside the lease, as client-go does (renew deadline < lease duration).
         let renew_every = self.config.lease_duration / 3;
         let mut leading_until: Option<Instant> = None;
-        let mut last_renewal: Option<Instant> = None;
+        let mut next_renewal = Instant::now();
         // Acting before the first full list would take a partial view for the truth.
         let mut synced = false;
-        let mut ticker = tokio::time::interval(self.config.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut schedule = Schedule::default();
+        // Which requests extend which: a change to a grant concerns its extensions.
+        let mut extensions: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+        let mut policy_generation = self.policies.load().generation();
+        let mut namespaces_synced = self.namespaces.is_synced();
         loop {
+            // A follower (or a leader before the first full list) only renews: what is due
+            // waits for it to act.
+            let acting = synced && leading_until.is_some_and(|until| Instant::now() < until);
+            let due = if acting { schedule.next() } else { None };
+            let wake = due.map_or(next_renewal, |due| due.min(next_renewal));
             tokio::select! {
                 event = stream.next() => match event {
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "AccessRequest watch (controller) failed; retrying with backoff");
                         continue;
                     }
-                    Some(Ok(watcher::Event::InitDone)) => synced = true,
-                    Some(Ok(_)) => {}
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        synced = true;
+                        schedule.all_now(&store);
+                    }
+                    Some(Ok(watcher::Event::Apply(ar) | watcher::Event::InitApply(ar))) => {
+                        let name = ar.name_any();
+                        if let Some(base) = &ar.spec.extends {
+                            extensions.entry(base.clone()).or_default().insert(name.clone());
+                        }
+                        schedule.now(&name);
+                        for extension in extensions.get(&name).into_iter().flatten() {
+                            schedule.now(extension);
+                        }
+                    }
+                    Some(Ok(watcher::Event::Delete(ar))) => {
+                        let name = ar.name_any();
+                        schedule.forget(&name);
+                        if let Some(base) = &ar.spec.extends {
+                            if let Some(set) = extensions.get_mut(base) {
+                                set.remove(&name);
+                            }
+                        }
+                        for extension in extensions.get(&name).into_iter().flatten() {
+                            schedule.now(extension);
+                        }
+                        let uid = ar.metadata.uid.clone().unwrap_or(name);
+                        self.observed.forget(&uid);
+                        self.evaluated.remove(&uid);
+                    }
+                    Some(Ok(watcher::Event::Init)) => {}
                     None => return,
                 },
-                _ = ticker.tick() => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
-            if last_renewal.is_none_or(|t| t.elapsed() >= renew_every) {
+            // Pending requests are decided with the access policy and the namespaces'
+            // labels: a new policy, or the namespace cache's first list, concerns them all.
+            let generation = self.policies.load().generation();
+            let namespaces_now = self.namespaces.is_synced();
+            if generation != policy_generation || namespaces_now != namespaces_synced {
+                policy_generation = generation;
+                namespaces_synced = namespaces_now;
+                schedule.pending_now(&store);
+            }
+            if Instant::now() >= next_renewal {
                 let started = Instant::now();
                 match elector.try_lead().await {
                     Ok(true) => {
                         if leading_until.is_none() {
                             tracing::info!(identity = elector.identity(), "leading the controller");
+                            // A new leader starts from the whole picture.
                             self.observed = Observed::default();
+                            schedule.all_now(&store);
                         }
                         leading_until = Some(started + self.config.lease_duration);
                     }
@@ -174,47 +225,71 @@ impl Controller {
                         tracing::warn!(error = %e, "cannot renew the controller's Lease");
                     }
                 }
-                last_renewal = Some(started);
+                next_renewal = started + renew_every;
             }
             let leading = leading_until.is_some_and(|until| Instant::now() < until);
             self.metrics.controller_leader.set(i64::from(leading));
             if leading && synced {
-                self.reconcile_all(&store).await;
+                self.reconcile_due(&store, &mut schedule).await;
             }
         }
     }
 
-    async fn reconcile_all(&mut self, store: &Store<AccessRequest>) {
-        let all = store.state();
-        let by_name: HashMap<String, Arc<AccessRequest>> =
-            all.iter().map(|ar| (ar.name_any(), ar.clone())).collect();
-        for ar in &all {
-            self.observe(ar).await;
-            self.reconcile(ar, &by_name).await;
+    /// Every request whose time has come, then each one's next time.
+    async fn reconcile_due(&mut self, store: &Store<AccessRequest>, schedule: &mut Schedule) {
+        for name in schedule.take_due(Instant::now()) {
+            let Some(ar) = store.get(&reflector::ObjectRef::new(&name)) else {
+                continue;
+            };
+            self.observe(&ar).await;
+            let finished = self.reconcile(&ar, store).await;
+            let now = Timestamp::now();
+            let policy = if ar.status.as_ref().is_none_or(|s| s.phase == Phase::Pending) {
+                self.access_policy(&ar)
+            } else {
+                None
+            };
+            let deadline = plan::next_deadline(&ar, policy.as_ref());
+            // A deadline already passed means this pass did not get the request past it
+            // (a write refused or failed, a policy not yet evaluable): try again soon.
+            // A successful write comes back as a watch event and is reconciled at once.
+            let when = match deadline {
+                _ if !finished => Some(Instant::now() + self.config.retry),
+                Some(at) if at > now => Some(
+                    Instant::now()
+                        + Duration::try_from(at - now).unwrap_or(self.config.retry)
+                        + DEADLINE_SLACK,
+                ),
+                Some(_) => Some(Instant::now() + self.config.retry),
+                None => None,
+            };
+            if let Some(when) = when {
+                schedule.at(&name, when);
+            }
         }
-        self.observed.settle(&by_name);
-        let uids: std::collections::HashSet<&str> = all
-            .iter()
-            .filter_map(|ar| ar.metadata.uid.as_deref())
-            .collect();
-        self.evaluated.retain(|uid, _| uids.contains(uid.as_str()));
+        self.observed.baseline();
     }
 
-    /// One request: plan, carry out, record.
-    async fn reconcile(&mut self, ar: &AccessRequest, all: &HashMap<String, Arc<AccessRequest>>) {
+    /// One request: plan, carry out, record. `false` when it must be tried again (a
+    /// transient failure, a write refused because the request changed meanwhile).
+    async fn reconcile(&mut self, ar: &AccessRequest, all: &Store<AccessRequest>) -> bool {
         let now = Timestamp::now();
         let policy = if plan::needs_policy(ar) {
             self.access_policy(ar)
         } else {
             None
         };
-        let extended = ar.spec.extends.as_ref().and_then(|name| all.get(name));
+        let extended = ar
+            .spec
+            .extends
+            .as_ref()
+            .and_then(|name| all.get(&reflector::ObjectRef::new(name)));
         let cx = Context {
             now,
             policy: policy.as_ref(),
-            extended_end: extended.and_then(|old| extended_end(ar, old)),
+            extended_end: extended.as_ref().and_then(|old| extended_end(ar, old)),
             namespaces_synced: self.namespaces.is_synced(),
-            extended_revoked: extended.is_some_and(|old| {
+            extended_revoked: extended.as_ref().is_some_and(|old| {
                 old.status
                     .as_ref()
                     .is_some_and(|s| s.phase == Phase::Revoked)
@@ -222,24 +297,24 @@ impl Controller {
         };
         let plan = plan::plan(ar, &cx);
         if plan.is_empty() {
-            return;
+            return true;
         }
         let Some(mut status) = plan.status else {
-            return;
+            return true;
         };
         let mut steps = plan.steps;
         let name = ar.name_any();
         if plan.provision {
             // Without the policy it is unknown whether escalating roles may be bound:
             // wait for it rather than guess.
-            let Some(policy) = &policy else { return };
+            let Some(policy) = &policy else { return false };
             let outcome = match provision::bind(&self.client, ar, policy).await {
                 Ok(made) => Ok(made),
                 Err(BindError::Refused(e)) => Err(e),
                 Err(BindError::Transient(e)) => {
                     self.count("provision", false);
                     tracing::warn!(request = %name, error = %e, "cannot provision the grant's RoleBindings; retrying");
-                    return;
+                    return false;
                 }
             };
             self.count("provision", outcome.is_ok());
@@ -255,7 +330,7 @@ impl Controller {
                     // Retried on the next pass; the status says Reaped only once it is true.
                     self.count("reap", false);
                     tracing::warn!(request = %name, error = %e, "cannot remove the grant's objects; retrying");
-                    return;
+                    return false;
                 }
             }
         }
@@ -272,15 +347,18 @@ impl Controller {
                 for step in &steps {
                     self.record(ar, step).await;
                 }
+                true
             }
             // Someone wrote first (an approver, another leader's last act): the watch
-            // brings the new version and the next pass plans again.
+            // brings the new version, which is planned again.
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 tracing::debug!(request = %name, "status changed meanwhile; re-planning");
+                false
             }
             Err(e) => {
                 self.count("status", false);
                 tracing::warn!(request = %name, error = %e, "cannot update the request's status");
+                false
             }
         }
     }
@@ -546,13 +624,111 @@ impl Observed {
         steps
     }
 
-    /// After a full pass: later passes report changes; vanished requests are forgotten.
-    fn settle(&mut self, all: &HashMap<String, Arc<AccessRequest>>) {
+    /// After the first pass: later passes report changes.
+    fn baseline(&mut self) {
         self.baselined = true;
-        let uids: std::collections::HashSet<String> = all
-            .values()
-            .map(|ar| ar.metadata.uid.clone().unwrap_or_else(|| ar.name_any()))
-            .collect();
-        self.seen.retain(|uid, _| uids.contains(uid));
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.seen.remove(uid);
+    }
+}
+
+/// A small slack past a deadline, so that the pass after it sees the clock past it.
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
+
+/// When each request is reconciled next. At most one time per request (the earliest
+/// asked for); the heap holds stale entries until they surface, which `due` tells apart.
+#[derive(Default)]
+struct Schedule {
+    due: HashMap<String, Instant>,
+    queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, String)>>,
+}
+
+impl Schedule {
+    fn at(&mut self, name: &str, when: Instant) {
+        if self.due.get(name).is_some_and(|t| *t <= when) {
+            return;
+        }
+        self.due.insert(name.to_string(), when);
+        self.queue.push(std::cmp::Reverse((when, name.to_string())));
+    }
+
+    fn now(&mut self, name: &str) {
+        self.at(name, Instant::now());
+    }
+
+    fn forget(&mut self, name: &str) {
+        self.due.remove(name);
+    }
+
+    fn all_now(&mut self, store: &Store<AccessRequest>) {
+        for ar in store.state() {
+            self.now(&ar.name_any());
+        }
+    }
+
+    fn pending_now(&mut self, store: &Store<AccessRequest>) {
+        for ar in store.state() {
+            if ar.status.as_ref().is_none_or(|s| s.phase == Phase::Pending) {
+                self.now(&ar.name_any());
+            }
+        }
+    }
+
+    /// The earliest time something is due.
+    fn next(&mut self) -> Option<Instant> {
+        while let Some(std::cmp::Reverse((when, name))) = self.queue.peek() {
+            if self.due.get(name) == Some(when) {
+                return Some(*when);
+            }
+            self.queue.pop();
+        }
+        None
+    }
+
+    /// Every request due by `now`, taken off the schedule.
+    fn take_due(&mut self, now: Instant) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Some(when) = self.next() {
+            if when > now {
+                break;
+            }
+            if let Some(std::cmp::Reverse((_, name))) = self.queue.pop() {
+                self.due.remove(&name);
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_schedule_keeps_the_earliest_time_per_request_and_hands_out_what_is_due() {
+        let start = Instant::now();
+        let later = |secs| start + Duration::from_secs(secs);
+        let mut schedule = Schedule::default();
+        schedule.at("a", later(30));
+        schedule.at("b", later(10));
+        // A change makes "a" due sooner; a later time for "b" does not delay it.
+        schedule.at("a", later(5));
+        schedule.at("b", later(60));
+        assert_eq!(schedule.next(), Some(later(5)));
+        assert!(schedule.take_due(later(4)).is_empty());
+        assert_eq!(schedule.take_due(later(10)), vec!["a", "b"]);
+        assert_eq!(
+            schedule.next(),
+            None,
+            "each request once, its stale times dropped"
+        );
+        schedule.at("c", later(1));
+        schedule.forget("c");
+        assert_eq!(schedule.next(), None);
+        assert!(schedule.take_due(later(100)).is_empty());
     }
 }

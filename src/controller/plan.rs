@@ -94,6 +94,32 @@ pub fn needs_policy(ar: &AccessRequest) -> bool {
     }
 }
 
+/// When this request next needs the controller if nothing about it changes: a pending
+/// request lapses, an approved grant goes live (an extension starts when the grant it
+/// extends ends) or ends. `None` when only a change can make something happen.
+/// `policy`: the access policy of a pending request (its `pending_ttl`).
+pub fn next_deadline(ar: &AccessRequest, policy: Option<&AccessPolicy>) -> Option<Timestamp> {
+    let status = ar.status.clone().unwrap_or_default();
+    match status.phase {
+        Phase::Pending => {
+            let ttl = policy.map_or_else(|| AccessPolicy::default().pending_ttl, |p| p.pending_ttl);
+            let created = ar.metadata.creation_timestamp.as_ref()?.0;
+            created
+                .checked_add(SignedDuration::try_from(ttl).ok()?)
+                .ok()
+        }
+        Phase::Approved => {
+            let starts = status.approved_at.as_ref().map(|t| t.0);
+            let ends = status.expires_at.as_ref().map(|t| t.0);
+            match (starts, condition(&status, LIVE)) {
+                (Some(start), None) => Some(start),
+                _ => ends,
+            }
+        }
+        _ => None,
+    }
+}
+
 pub fn plan(ar: &AccessRequest, cx: &Context<'_>) -> Plan {
     let status = ar.status.clone().unwrap_or_default();
     let now = cx.now;
@@ -383,6 +409,49 @@ mod tests {
             break_glass_groups: vec!["sre-oncall".into()],
             break_glass_max: Some(Duration::from_secs(3600)),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_lapse_the_start_or_the_end() {
+        let pending = request(Phase::Pending);
+        let ttl = AccessPolicy {
+            pending_ttl: Duration::from_secs(600),
+            ..AccessPolicy::default()
+        };
+        assert_eq!(
+            next_deadline(&pending, Some(&ttl)),
+            Some(at("2026-11-23T10:10:00Z"))
+        );
+        // An approved grant not live yet (an extension waiting for its start): its start.
+        let mut approved = request(Phase::Approved);
+        let status = approved.status.as_mut().unwrap();
+        status.approved_at = Some(Time(at("2026-11-23T11:00:00Z")));
+        status.expires_at = Some(Time(at("2026-11-23T11:30:00Z")));
+        assert_eq!(
+            next_deadline(&approved, None),
+            Some(at("2026-11-23T11:00:00Z"))
+        );
+        // Live: its end.
+        set_condition(
+            approved.status.as_mut().unwrap(),
+            LIVE,
+            true,
+            "Live",
+            "live",
+            at("2026-11-23T11:00:00Z"),
+        );
+        assert_eq!(
+            next_deadline(&approved, None),
+            Some(at("2026-11-23T11:30:00Z"))
+        );
+        // Ended: nothing more happens by itself.
+        for phase in [Phase::Expired, Phase::Revoked, Phase::Denied] {
+            assert_eq!(
+                next_deadline(&request(phase), Some(&ttl)),
+                None,
+                "{phase:?}"
+            );
         }
     }
 
