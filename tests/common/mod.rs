@@ -506,3 +506,21 @@ pub fn suite_reviews() -> Vec<Value> {
     );
     reviews
 }
+
+/// The audit file's records once it holds at least `count` (polled for up to 5 s: the
+/// writer thread appends them off the request path).
+pub async fn audit_records(path: &Path, count: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..250 {
+        found = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if found.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    found
+}

@@ -75,6 +75,20 @@ pub fn console_blocks(markdown: &str) -> Vec<Block> {
     blocks
 }
 
+/// The one ```console block of `readme` whose first command starts with `prefix`.
+pub fn block_starting(readme: &str, prefix: &str) -> Block {
+    let found: Vec<Block> = console_blocks(readme)
+        .into_iter()
+        .filter(|b| {
+            b.steps
+                .first()
+                .is_some_and(|s| s.command.starts_with(prefix))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one README session starts with {prefix:?}");
+    found.into_iter().next().unwrap()
+}
+
 /// A bash session: variables set by one command are seen by the next.
 pub struct Shell {
     cwd: PathBuf,

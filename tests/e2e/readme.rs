@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::cluster::{root, Cluster, Options};
-use crate::session::{console_blocks, run_block, Block, Compare, Shell, Step};
+use crate::session::{run_block, Block, Compare, Shell, Step};
 
 /// `$PWD/target/e2e/...` as the README's session exports it, pointing at this test's
 /// cluster: the kubeconfig, the control plane's binaries and `run/bin/kubectl-jit`.
@@ -103,17 +103,10 @@ fn compare() -> Compare<'static> {
 }
 
 fn block_starting(prefix: &str) -> Block {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let found: Vec<Block> = console_blocks(&readme)
-        .into_iter()
-        .filter(|b| {
-            b.steps
-                .first()
-                .is_some_and(|s| s.command.starts_with(prefix))
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "one README session starts with {prefix:?}");
-    found.into_iter().next().unwrap()
+    crate::session::block_starting(
+        &std::fs::read_to_string(root().join("README.md")).unwrap(),
+        prefix,
+    )
 }
 
 /// The playground session under "A real cluster on one machine", then the intro's

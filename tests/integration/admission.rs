@@ -344,21 +344,7 @@ async fn every_decision_is_one_audit_record_of_one_shape_in_the_log_and_the_audi
     );
     server.decide("/validate", &both).await;
     server.decide("/validate", &review("pod-create-dev")).await;
-    let records: Vec<serde_json::Value> = {
-        let mut found = Vec::new();
-        for _ in 0..250 {
-            let text = std::fs::read_to_string(&audit).unwrap_or_default();
-            found = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if found.len() >= 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        found
-    };
+    let records = crate::common::audit_records(&audit, 2).await;
     assert_eq!(records.len(), 2, "{records:?}");
     let exec = &records[0];
     assert_eq!(exec["event"], "admission");
@@ -433,18 +419,11 @@ async fn the_audit_record_names_a_server_wide_enforcement_override() {
             &with_label(review("pod-create-dev"), "forbidden", "true"),
         )
         .await;
-    let mut record = serde_json::Value::Null;
-    for _ in 0..250 {
-        if let Some(line) = std::fs::read_to_string(&audit)
-            .unwrap_or_default()
-            .lines()
-            .next()
-        {
-            record = serde_json::from_str(line).unwrap();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let record = crate::common::audit_records(&audit, 1)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     assert_eq!(record["enforcement_override"], "warn", "{record}");
     assert_eq!(record["findings"][0]["enforcement"], "warn", "{record}");
     assert_eq!(record["decision"], "warn", "{record}");

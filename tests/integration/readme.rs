@@ -86,16 +86,7 @@ fn offline(block: &Block) -> bool {
 }
 
 fn block_starting(prefix: &str) -> Block {
-    let found: Vec<Block> = console_blocks(&readme())
-        .into_iter()
-        .filter(|b| {
-            b.steps
-                .first()
-                .is_some_and(|s| s.command.starts_with(prefix))
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "one README session starts with {prefix:?}");
-    found.into_iter().next().unwrap()
+    crate::common::session::block_starting(&readme(), prefix)
 }
 
 #[test]

@@ -273,18 +273,11 @@ async fn with_a_client_ca_only_clients_with_a_certificate_get_in() {
         200
     );
     // Only the API server could have sent what was decided: the record says so.
-    let mut record = serde_json::Value::Null;
-    for _ in 0..250 {
-        if let Some(line) = std::fs::read_to_string(&audit)
-            .unwrap_or_default()
-            .lines()
-            .next()
-        {
-            record = serde_json::from_str(line).unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let record = crate::common::audit_records(&audit, 1)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     assert_eq!(record["caller"], "api-server", "{record}");
 }
 
