@@ -61,8 +61,7 @@ fn worker() -> Worker {
             .expect("the bench grant parses")
             .grants,
     );
-    let store = GrantStore::empty_synced();
-    store.replace(jitguard::grant::GrantIndex::from_resources(&grants));
+    let store = GrantStore::of(jitguard::grant::GrantIndex::from_resources(&grants));
     Worker::new(Reviewer {
         policies: Arc::new(ArcSwap::from_pointee(set)),
         grants: store,

@@ -112,8 +112,7 @@ fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("grant_lookup");
     for size in [10usize, 10_000, 1_000_000] {
         let before = live_bytes();
-        let store = GrantStore::empty_synced();
-        store.replace(GrantIndex::build(grants(size)));
+        let store = GrantStore::of(GrantIndex::build(grants(size)));
         let held = live_bytes().saturating_sub(before);
         eprintln!(
             "grant cache with {} grants: {} KiB of heap, {} bytes per grant",

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::request::RequestInfo;
 
 pub use resource::{AccessRequest, AccessRequestSpec, AccessRequestStatus, Phase, ScopeRule};
-pub use store::{Grant, GrantIndex, GrantStore};
+pub use store::{Grant, GrantFeed, GrantIndex, GrantStore};
 
 /// Whether a live grant covers this request (computed by [`check`]).
 #[derive(Clone, Debug, PartialEq)]

@@ -42,16 +42,18 @@ impl Reviewer {
         policies: Arc<ArcSwap<PolicySet>>,
         grants_file: Option<&std::path::Path>,
     ) -> Result<Self, String> {
-        let grants = GrantStore::empty_synced();
         let namespaces = Namespaces::default();
-        if let Some(path) = grants_file {
-            let state = grant::file::read(path).map_err(|e| e.to_string())?;
-            for problem in state.problems() {
-                tracing::warn!("{}: {problem}", path.display());
+        let grants = match grants_file {
+            Some(path) => {
+                let state = grant::file::read(path).map_err(|e| e.to_string())?;
+                for problem in state.problems() {
+                    tracing::warn!("{}: {problem}", path.display());
+                }
+                namespaces.replace(&state.namespaces);
+                GrantStore::of(grant::GrantIndex::from_resources(&state.grants))
             }
-            grants.replace(grant::GrantIndex::from_resources(&state.grants));
-            namespaces.replace(&state.namespaces);
-        }
+            None => GrantStore::empty_synced(),
+        };
         Ok(Self {
             policies,
             grants,

@@ -1,5 +1,5 @@
 //! Feeding the grant cache: from the cluster (a kube-runtime watcher over AccessRequests)
-//! or from a local file. Both end in [`GrantStore::replace`]; lifecycle changes (a grant
+//! or from a local file. Both end in [`GrantFeed::replace`]; lifecycle changes (a grant
 //! became live, expired, was revoked) become audit records.
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +14,7 @@ use kube::{Api, Client};
 
 use crate::audit::Audit;
 use crate::grant::resource::{AccessRequest, Phase};
-use crate::grant::store::{Grant, GrantIndex, GrantStore};
+use crate::grant::store::{Grant, GrantFeed, GrantIndex};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
 
@@ -23,13 +23,13 @@ const BATCH: usize = 1024;
 
 /// The writer side: every approved grant by name, published as a fresh index.
 struct Writer {
-    store: GrantStore,
+    store: GrantFeed,
     grants: HashMap<String, Arc<Grant>>,
     lifecycle: Lifecycle,
 }
 
 impl Writer {
-    fn new(store: GrantStore, audit: Audit, metrics: Metrics) -> Self {
+    fn new(store: GrantFeed, audit: Audit, metrics: Metrics) -> Self {
         Self {
             store,
             grants: HashMap::new(),
@@ -159,7 +159,7 @@ impl Lifecycle {
 /// after the configured bound, so require_grant fails closed), backs off on kube's
 /// `DefaultBackoff` schedule and starts a fresh watcher: a full list, so the cache is
 /// known good again exactly when that list completes.
-pub async fn run_cluster(client: Client, store: GrantStore, audit: Audit, metrics: Metrics) {
+pub async fn run_cluster(client: Client, store: GrantFeed, audit: Audit, metrics: Metrics) {
     let api: Api<AccessRequest> = Api::all(client);
     let mut writer = Writer::new(store, audit, metrics.clone());
     let mut backoff = watcher::DefaultBackoff::default();
@@ -236,7 +236,7 @@ pub struct FileSource {
 impl FileSource {
     pub fn new(
         path: PathBuf,
-        store: GrantStore,
+        store: GrantFeed,
         namespaces: Namespaces,
         audit: Audit,
         metrics: Metrics,

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::audit::Audit;
 use crate::controller;
 use crate::decision::{OnError, Options};
-use crate::grant::GrantStore;
+use crate::grant::GrantFeed;
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
 use crate::policy::{Enforcement, EvalOptions, PolicySet, Sources};
@@ -337,7 +337,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     supervisor.keep("the policy reload", policy_watch);
 
-    let grants = GrantStore::new(args.grants_stale_after);
+    // Workers read the grant store; only its source (moved in below) writes.
+    let feed = GrantFeed::new(args.grants_stale_after);
+    let grants = feed.store();
     let namespaces = Namespaces::default();
     let health = Health::new(grants.clone(), namespaces.clone());
     health.set_policies_loaded();
@@ -351,7 +353,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(path) => {
             let mut source = FileSource::new(
                 path.clone(),
-                grants.clone(),
+                feed,
                 namespaces.clone(),
                 audit.clone(),
                 metrics.clone(),
@@ -378,12 +380,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
             supervisor.spawn(
                 "the AccessRequest watch",
-                run_cluster(
-                    client.clone(),
-                    grants.clone(),
-                    audit.clone(),
-                    metrics.clone(),
-                ),
+                run_cluster(client.clone(), feed, audit.clone(), metrics.clone()),
             );
             supervisor.spawn(
                 "the Namespace watch",

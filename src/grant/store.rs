@@ -244,64 +244,88 @@ struct Health {
     stale_after: Duration,
 }
 
-/// The read handle every worker holds, and the write side the source holds (same type:
-/// writes are whole-index swaps and health flags).
+/// The read handle every worker holds: lookups and the source's health, nothing that
+/// changes them. Only the [`GrantFeed`] its source holds writes.
 #[derive(Clone, Debug)]
 pub struct GrantStore {
     index: Arc<ArcSwap<GrantIndex>>,
     health: Arc<Health>,
 }
 
-impl GrantStore {
-    /// An empty store, not yet synced.
+/// The write side of a [`GrantStore`], held by its one source (the AccessRequest watch
+/// or the grants file): whole-index swaps and health flags. Not `Clone`, so that nothing
+/// else can write.
+#[derive(Debug)]
+pub struct GrantFeed {
+    store: GrantStore,
+}
+
+impl GrantFeed {
+    /// An empty store, not yet synced, and the feed that fills it.
     pub fn new(stale_after: Duration) -> Self {
         Self {
-            index: Arc::new(ArcSwap::from_pointee(GrantIndex::default())),
-            health: Arc::new(Health {
-                synced: AtomicBool::new(false),
-                broken_since_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
-                stale_after,
-            }),
+            store: GrantStore {
+                index: Arc::new(ArcSwap::from_pointee(GrantIndex::default())),
+                health: Arc::new(Health {
+                    synced: AtomicBool::new(false),
+                    broken_since_ms: AtomicU64::new(0),
+                    epoch: Instant::now(),
+                    stale_after,
+                }),
+            },
         }
     }
 
+    /// A read handle on what this feed writes.
+    pub fn store(&self) -> GrantStore {
+        self.store.clone()
+    }
+
+    /// Replaces the whole index and marks the source synced and healthy.
+    pub fn replace(&self, index: GrantIndex) {
+        self.store.index.store(Arc::new(index));
+        self.store.health.synced.store(true, Ordering::Release);
+        self.mark_healthy();
+    }
+
+    pub fn mark_healthy(&self) {
+        self.store
+            .health
+            .broken_since_ms
+            .store(0, Ordering::Release);
+    }
+
+    /// The source lost its feed (watch error). The cache keeps serving until
+    /// `stale_after`, then require_grant fails closed.
+    pub fn mark_broken(&self) {
+        let health = &self.store.health;
+        let now = health.epoch.elapsed().as_millis().max(1) as u64;
+        let _ =
+            health
+                .broken_since_ms
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+impl GrantStore {
     /// A store that never had and never needs a source (no `--grants`, no cluster).
     pub fn empty_synced() -> Self {
-        let store = Self::new(Duration::MAX);
-        store.health.synced.store(true, Ordering::Release);
-        store
+        Self::of(GrantIndex::default())
+    }
+
+    /// A store holding `index` for good (dry-run, verify, tests): synced, never stale.
+    pub fn of(index: GrantIndex) -> Self {
+        let feed = GrantFeed::new(Duration::MAX);
+        feed.replace(index);
+        feed.store()
     }
 
     pub fn index(&self) -> arc_swap::Guard<Arc<GrantIndex>> {
         self.index.load()
     }
 
-    /// Replaces the whole index and marks the source synced and healthy.
-    pub fn replace(&self, index: GrantIndex) {
-        self.index.store(Arc::new(index));
-        self.health.synced.store(true, Ordering::Release);
-        self.mark_healthy();
-    }
-
     pub fn is_synced(&self) -> bool {
         self.health.synced.load(Ordering::Acquire)
-    }
-
-    pub fn mark_healthy(&self) {
-        self.health.broken_since_ms.store(0, Ordering::Release);
-    }
-
-    /// The source lost its feed (watch error). The cache keeps serving until
-    /// `stale_after`, then require_grant fails closed.
-    pub fn mark_broken(&self) {
-        let now = self.health.epoch.elapsed().as_millis().max(1) as u64;
-        let _ = self.health.broken_since_ms.compare_exchange(
-            0,
-            now,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
     }
 
     /// `Some(how long it has been broken)` once that exceeds the staleness bound.
@@ -423,14 +447,15 @@ mod tests {
 
     #[test]
     fn staleness_starts_only_after_the_bound() {
-        let store = GrantStore::new(Duration::from_millis(50));
-        store.replace(GrantIndex::default());
+        let feed = GrantFeed::new(Duration::from_millis(50));
+        let store = feed.store();
+        feed.replace(GrantIndex::default());
         assert!(store.is_synced() && store.stale_for().is_none());
-        store.mark_broken();
+        feed.mark_broken();
         assert!(store.stale_for().is_none());
         std::thread::sleep(Duration::from_millis(80));
         assert!(store.stale_for().is_some());
-        store.mark_healthy();
+        feed.mark_healthy();
         assert!(store.stale_for().is_none());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use jitguard::audit::Audit;
-use jitguard::grant::GrantStore;
+use jitguard::grant::{GrantFeed, GrantStore};
 use jitguard::metrics::Metrics;
 use serde_json::Value;
 
@@ -48,10 +48,11 @@ fn start_source(
     api: &FakeApiServer,
     stale_after: Duration,
 ) -> (GrantStore, tokio::task::JoinHandle<()>) {
-    let store = GrantStore::new(stale_after);
+    let feed = GrantFeed::new(stale_after);
+    let store = feed.store();
     let task = tokio::spawn(jitguard::sources::run_cluster(
         api.client(),
-        store.clone(),
+        feed,
         Audit::disabled(),
         Metrics::new().unwrap(),
     ));
