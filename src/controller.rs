@@ -8,8 +8,8 @@
 //! Nothing here is on the admission path: the webhook never waits for the controller.
 
 pub mod lease;
-pub mod plan;
 pub mod provision;
+mod schedule;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +26,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use regorus::Value;
 
-use crate::approval::POLICY_APPROVER;
+use crate::access::plan::{self, Context, Step};
+use crate::access::POLICY_APPROVER;
 use crate::audit::Audit;
 use crate::grant::resource::ApprovalDecision;
 use crate::grant::{AccessRequest, Phase};
@@ -35,8 +36,8 @@ use crate::namespace::Namespaces;
 use crate::policy::AccessPolicy;
 use crate::policy::{PolicyEngine, PolicySet};
 use lease::LeaderElector;
-use plan::{Context, Step};
 use provision::BindError;
+use schedule::Schedule;
 
 /// The controller's name in Events and its Lease's name.
 pub const NAME: &str = "jitguard-controller";
@@ -636,99 +637,3 @@ impl Observed {
 
 /// A small slack past a deadline, so that the pass after it sees the clock past it.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
-
-/// When each request is reconciled next. At most one time per request (the earliest
-/// asked for); the heap holds stale entries until they surface, which `due` tells apart.
-#[derive(Default)]
-struct Schedule {
-    due: HashMap<String, Instant>,
-    queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, String)>>,
-}
-
-impl Schedule {
-    fn at(&mut self, name: &str, when: Instant) {
-        if self.due.get(name).is_some_and(|t| *t <= when) {
-            return;
-        }
-        self.due.insert(name.to_string(), when);
-        self.queue.push(std::cmp::Reverse((when, name.to_string())));
-    }
-
-    fn now(&mut self, name: &str) {
-        self.at(name, Instant::now());
-    }
-
-    fn forget(&mut self, name: &str) {
-        self.due.remove(name);
-    }
-
-    fn all_now(&mut self, store: &Store<AccessRequest>) {
-        for ar in store.state() {
-            self.now(&ar.name_any());
-        }
-    }
-
-    fn pending_now(&mut self, store: &Store<AccessRequest>) {
-        for ar in store.state() {
-            if ar.status.as_ref().is_none_or(|s| s.phase == Phase::Pending) {
-                self.now(&ar.name_any());
-            }
-        }
-    }
-
-    /// The earliest time something is due.
-    fn next(&mut self) -> Option<Instant> {
-        while let Some(std::cmp::Reverse((when, name))) = self.queue.peek() {
-            if self.due.get(name) == Some(when) {
-                return Some(*when);
-            }
-            self.queue.pop();
-        }
-        None
-    }
-
-    /// Every request due by `now`, taken off the schedule.
-    fn take_due(&mut self, now: Instant) -> Vec<String> {
-        let mut names = Vec::new();
-        while let Some(when) = self.next() {
-            if when > now {
-                break;
-            }
-            if let Some(std::cmp::Reverse((_, name))) = self.queue.pop() {
-                self.due.remove(&name);
-                names.push(name);
-            }
-        }
-        names
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn the_schedule_keeps_the_earliest_time_per_request_and_hands_out_what_is_due() {
-        let start = Instant::now();
-        let later = |secs| start + Duration::from_secs(secs);
-        let mut schedule = Schedule::default();
-        schedule.at("a", later(30));
-        schedule.at("b", later(10));
-        // A change makes "a" due sooner; a later time for "b" does not delay it.
-        schedule.at("a", later(5));
-        schedule.at("b", later(60));
-        assert_eq!(schedule.next(), Some(later(5)));
-        assert!(schedule.take_due(later(4)).is_empty());
-        assert_eq!(schedule.take_due(later(10)), vec!["a", "b"]);
-        assert_eq!(
-            schedule.next(),
-            None,
-            "each request once, its stale times dropped"
-        );
-        schedule.at("c", later(1));
-        schedule.forget("c");
-        assert_eq!(schedule.next(), None);
-        assert!(schedule.take_due(later(100)).is_empty());
-    }
-}

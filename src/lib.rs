@@ -14,8 +14,8 @@
 //! library code: `dry-run` calls [`review::Reviewer`] exactly as the server's workers do,
 //! so the two can never disagree.
 
+pub mod access;
 pub mod admission;
-pub mod approval;
 pub mod audit;
 pub mod certs;
 pub mod cli;

@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use regorus::Value;
 
+use crate::access::admit;
 use crate::admission::{self, AdmissionInput, ReviewError};
-use crate::approval;
 use crate::audit::{Audit, DecisionRecord};
 use crate::decision::{self, Decision, Options, Webhook};
 use crate::grant::GrantCheck;
@@ -182,7 +182,7 @@ impl Worker {
         let workflow = if is_access_request(&input.request) {
             self.workflow(&input, webhook, now)
         } else {
-            approval::Outcome::default()
+            admit::Outcome::default()
         };
 
         // The object is converted for JSON Patch only when something will patch it.
@@ -259,7 +259,7 @@ impl Worker {
         input: &AdmissionInput,
         webhook: Webhook,
         now: Timestamp,
-    ) -> approval::Outcome {
+    ) -> admit::Outcome {
         let request = &input.request;
         let read = |v: &Value| -> Result<Option<AccessRequest>, String> {
             if matches!(v, Value::Undefined | Value::Null) {
@@ -270,13 +270,13 @@ impl Worker {
                 .map(Some)
                 .map_err(|e| e.to_string())
         };
-        let refuse = |reason: String| approval::Outcome {
+        let refuse = |reason: String| admit::Outcome {
             denials: vec![reason],
             ..Default::default()
         };
         let object = match read(&input.review["request"]["object"]) {
             Ok(Some(o)) => o,
-            Ok(None) => return approval::Outcome::default(),
+            Ok(None) => return admit::Outcome::default(),
             Err(e) => return refuse(format!("the AccessRequest does not match its schema: {e}")),
         };
         let old = match read(&input.review["request"]["oldObject"]) {
@@ -307,8 +307,8 @@ impl Worker {
                 .find(|g| &*g.name == name && g.requester == requester.0 && g.scope == spec.scope)
                 .map(|g| g.expires_at)
         });
-        let change = approval::Change {
-            caller: approval::Caller {
+        let change = admit::Change {
+            caller: admit::Caller {
                 user: &request.user,
                 groups: &request.groups,
             },
@@ -321,7 +321,7 @@ impl Worker {
             controller: &self.reviewer.controller,
             extended_end,
         };
-        approval::admit(&change, webhook == Webhook::Mutate)
+        admit::admit(&change, webhook == Webhook::Mutate)
     }
 
     /// `input.jit.namespaces`: the request's namespace and, for an AccessRequest, every

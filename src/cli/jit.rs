@@ -3,6 +3,9 @@
 //! with the user's kubeconfig; who the user is comes from the API server
 //! (SelfSubjectReview), and everything the user may not write is refused or stamped by
 //! jitguard's webhook, never trusted from here.
+//!
+//! This file is long because it holds all seven subcommands, each short, beside the
+//! client setup and the error explanations they share.
 
 use std::process::ExitCode;
 

@@ -137,3 +137,23 @@ fn the_cycle_check_finds_a_cycle_and_reads_grouped_imports() {
     graph.insert("c".to_string(), BTreeSet::new());
     assert_eq!(cycle(&graph), None);
 }
+
+/// A long file says at its top why it is long; most are split instead.
+#[test]
+fn no_source_file_is_over_700_lines_without_saying_why() {
+    let mut files = Vec::new();
+    collect(&root().join("src"), &mut files);
+    let mut unexplained = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines = text.lines().count();
+        let head: String = text.lines().take(20).collect::<Vec<_>>().join(" ");
+        if lines > 700 && !head.contains("is long because") {
+            unexplained.push(format!("{} ({lines} lines)", file.display()));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "split these, or say at the top why they are long: {unexplained:?}"
+    );
+}

@@ -7,7 +7,7 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::approval::POLICY_APPROVER;
+use super::POLICY_APPROVER;
 use crate::grant::resource::{parse_duration, Approval, ApprovalDecision};
 use crate::grant::{AccessRequest, AccessRequestStatus, Phase};
 use crate::policy::AccessPolicy;

@@ -1,0 +1,124 @@
+//! Quorum: whether the approvals recorded on a request meet the access policy's
+//! requirements (k-of-n per requirement, AND across requirements, one person per slot).
+
+use crate::grant::resource::Approval;
+use crate::policy::Requirement;
+
+/// Whether distinct approvers can be assigned to every requirement's slots (k-of-n per
+/// requirement, AND across requirements, one person per slot): a bipartite matching.
+pub fn satisfied(requirements: &[Requirement], approvals: &[&Approval]) -> bool {
+    if requirements.is_empty() {
+        return false;
+    }
+    let slots: Vec<&Requirement> = requirements
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r, r.count))
+        .collect();
+    if slots.is_empty() {
+        return false;
+    }
+    let mut people: Vec<&Approval> = Vec::new();
+    for a in approvals {
+        if !people.iter().any(|p| p.approver == a.approver) {
+            people.push(a);
+        }
+    }
+    // slot -> person assigned
+    let mut assigned: Vec<Option<usize>> = vec![None; slots.len()];
+    for person in 0..people.len() {
+        let mut seen = vec![false; slots.len()];
+        augment(person, &people, &slots, &mut assigned, &mut seen);
+    }
+    assigned.iter().all(Option::is_some)
+}
+
+fn augment(
+    person: usize,
+    people: &[&Approval],
+    slots: &[&Requirement],
+    assigned: &mut [Option<usize>],
+    seen: &mut [bool],
+) -> bool {
+    let Some(p) = people.get(person) else {
+        return false;
+    };
+    for (slot, requirement) in slots.iter().enumerate() {
+        let fits = requirement
+            .groups
+            .iter()
+            .any(|g| p.approver_groups.contains(g));
+        if !fits || seen.get(slot).copied().unwrap_or(true) {
+            continue;
+        }
+        if let Some(s) = seen.get_mut(slot) {
+            *s = true;
+        }
+        let current = assigned.get(slot).copied().flatten();
+        let free = match current {
+            None => true,
+            Some(other) => augment(other, people, slots, assigned, seen),
+        };
+        if free {
+            if let Some(a) = assigned.get_mut(slot) {
+                *a = Some(person);
+            }
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::grant::resource::ApprovalDecision;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn approval(who: &str, groups: &[&str]) -> Approval {
+        Approval {
+            approver: who.into(),
+            approver_groups: groups.iter().map(|g| g.to_string()).collect(),
+            decision: ApprovalDecision::Approve,
+            at: Time("2030-01-01T10:00:00Z".parse().unwrap()),
+            comment: None,
+            uid: "uid-1".into(),
+            generation: 1,
+        }
+    }
+
+    pub(crate) fn req(name: &str, groups: &[&str], count: usize) -> Requirement {
+        Requirement {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            count,
+        }
+    }
+
+    #[test]
+    fn k_of_n_and_across_requirements_with_distinct_people() {
+        let lead = req("lead", &["leads"], 1);
+        let security = req("security", &["security"], 1);
+        let two_leads = req("leads", &["leads"], 2);
+        let both = approval("bob", &["leads", "security"]);
+        let carol = approval("carol", &["security"]);
+        let dave = approval("dave", &["leads"]);
+        // One person in both groups does not satisfy both requirements.
+        assert!(!satisfied(&[lead.clone(), security.clone()], &[&both]));
+        assert!(satisfied(
+            &[lead.clone(), security.clone()],
+            &[&both, &carol]
+        ));
+        // The matching finds the assignment even when the first choice blocks it.
+        assert!(satisfied(
+            &[security.clone(), lead.clone()],
+            &[&both, &dave]
+        ));
+        assert!(!satisfied(
+            std::slice::from_ref(&two_leads),
+            &[&dave, &dave]
+        ));
+        assert!(satisfied(&[two_leads], &[&dave, &both]));
+        assert!(!satisfied(&[], &[&dave]));
+    }
+}
