@@ -31,6 +31,7 @@ pub mod reload;
 pub mod request;
 pub mod review;
 pub mod server;
+pub mod service;
 pub mod sources;
 pub mod supervise;
 pub mod text;

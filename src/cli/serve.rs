@@ -1,28 +1,17 @@
-//! `jitguard serve`: wire the parts together and run until SIGTERM.
+//! `jitguard serve`: flags and their defaults (`--dev` among them), then the library's
+//! [`crate::service::Service`] until SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use clap::Args;
-use tokio::sync::watch;
 
-use crate::audit::Audit;
-use crate::controller;
 use crate::decision::{OnError, Options};
-use crate::grant::GrantFeed;
-use crate::metrics::Metrics;
-use crate::namespace::Namespaces;
-use crate::policy::{Enforcement, EvalOptions, PolicySet, Sources};
-use crate::pool::Pool;
-use crate::reload::Poller;
-use crate::review::Reviewer;
-use crate::server::{self, tls, AppState, Health};
-use crate::sources::{run_cluster, FileSource};
-use crate::supervise::Supervisor;
+use crate::policy::Enforcement;
+use crate::server;
+use crate::service::{Config as ServiceConfig, Service};
 
 /// Where `--dev` keeps its generated certificate (git-ignored).
 const DEV_DIR: &str = ".jitguard-dev";
@@ -176,7 +165,6 @@ struct Config {
     cert: PathBuf,
     key: PathBuf,
     grants: Option<PathBuf>,
-    json_log: bool,
 }
 
 impl Config {
@@ -267,296 +255,62 @@ impl Config {
             key,
             grants,
             args,
-            json_log: false,
         })
+    }
+
+    /// The service's configuration: every value decided.
+    fn service(self, json_log: bool) -> ServiceConfig {
+        let args = self.args;
+        ServiceConfig {
+            identity: pod_identity(&args),
+            addr: self.addr,
+            metrics_addr: self.metrics_addr,
+            policies: self.policies,
+            cert: self.cert,
+            key: self.key,
+            client_ca: args.client_ca,
+            grants: self.grants,
+            grants_stale_after: args.grants_stale_after,
+            options: Options {
+                enforcement: args.enforcement,
+                on_error: args.on_error,
+            },
+            eval_timeout: args.eval_timeout,
+            workers: args.workers.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(usize::from)
+                    .unwrap_or(2)
+            }),
+            queue: args.queue,
+            max_body_bytes: args.max_body_bytes,
+            reload_interval: args.reload_interval,
+            shutdown_delay: args.shutdown_delay,
+            drain_timeout: args.drain_timeout,
+            audit_file: args.audit_file,
+            json_log,
+            namespace: args.namespace,
+            service_account: args.service_account,
+            controller: args.controller,
+            reap: args.reap,
+        }
     }
 }
 
 /// `json_log`: the log is JSON lines, so audit records go there as JSON objects.
 pub fn run(args: ServeArgs, json_log: bool) -> anyhow::Result<()> {
-    let mut config = Config::resolve(args)?;
-    config.json_log = json_log;
+    let config = Config::resolve(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("jitguard-io")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let args = &config.args;
-    let metrics = Metrics::new().context("registering metrics")?;
-    let (audit, _audit_writer) = match &args.audit_file {
-        Some(path) => {
-            let (audit, writer) = Audit::with_file(path, metrics.clone())
-                .with_context(|| format!("opening the audit file {}", path.display()))?;
-            (audit, Some(writer))
+    runtime.block_on(async {
+        let dev = config.args.dev;
+        let service = Service::start(config.service(json_log)).await?;
+        if dev {
+            print_dev_banner(service.addr(), service.ops_addr());
         }
-        None => (Audit::disabled(), None),
-    };
-    // With --client-ca only the API server gets through the handshake; without it, the
-    // records say that anyone could have sent the review.
-    let mut audit = audit
-        .with_json_log(config.json_log)
-        .with_caller(if args.client_ca.is_some() {
-            crate::audit::Caller::ApiServer
-        } else {
-            crate::audit::Caller::Unverified
-        });
-
-    let pair = tls::load_pair(&config.cert, &config.key)?;
-    let resolver = tls::ReloadingCert::new(pair);
-    let tls_config = tls::server_config(resolver.clone(), args.client_ca.as_deref())?;
-    // Every long-running part, watched: one that ends before shutdown fails the replica.
-    let mut supervisor = Supervisor::new();
-    let tls_watch = tls::watch(
-        resolver,
-        config.cert.clone(),
-        config.key.clone(),
-        args.reload_interval,
-        metrics.clone(),
-    )?;
-    supervisor.keep("the certificate reload", tls_watch);
-
-    let eval = EvalOptions {
-        budget: args.eval_timeout,
-    };
-    let set = PolicySet::load(&config.policies, eval)
-        .with_context(|| format!("loading policies from {}", config.policies.display()))?;
-    tracing::info!(packages = ?set.package_names(), "policies loaded");
-    metrics.policies_loaded.set(set.packages().len() as i64);
-    metrics.known_packages(set.package_names());
-    let policies = Arc::new(ArcSwap::from_pointee(set));
-    let policy_watch = watch_policies(
-        config.policies.clone(),
-        policies.clone(),
-        eval,
-        args.reload_interval,
-        metrics.clone(),
-    )?;
-    supervisor.keep("the policy reload", policy_watch);
-
-    // Workers read the grant store; only its source (moved in below) writes.
-    let feed = GrantFeed::new(args.grants_stale_after);
-    let grants = feed.store();
-    let namespaces = Namespaces::default();
-    let health = Health::new(grants.clone(), namespaces.clone());
-    health.set_policies_loaded();
-    // The cluster tasks (watches, controller, grant-use Events) hold clones of the audit
-    // sink, whose writer thread is joined when `serve` returns: the supervisor stops them
-    // first, at shutdown, or the process would wait for them forever, and a stopped
-    // replica would go on renewing the controller's Lease.
-    // The controller's Lease, given up at shutdown so that another replica leads at once.
-    let mut lease = None;
-    match &config.grants {
-        Some(path) => {
-            let mut source = FileSource::new(
-                path.clone(),
-                feed,
-                namespaces.clone(),
-                audit.clone(),
-                metrics.clone(),
-            );
-            source
-                .poll()
-                .context("the grants file (--grants) cannot be loaded; fix it and start again")?;
-            let poller = Poller::spawn("grants-reload", args.reload_interval, move || {
-                let _ = source.poll();
-            })?;
-            supervisor.keep("the grants file reload", poller);
-        }
-        None => {
-            let client = kube::Client::try_default().await.context(
-                "no --grants file was given and no cluster is reachable to watch AccessRequests (in-cluster config or KUBECONFIG); pass --grants FILE to run without a cluster",
-            )?;
-            let identity = pod_identity(args);
-            // Grant uses become Events on their AccessRequests, off the request path.
-            let (uses_tx, uses_rx) = tokio::sync::mpsc::channel(1024);
-            audit = audit.with_grant_uses(uses_tx);
-            supervisor.spawn(
-                "the grant-use Event publisher",
-                controller::publish_uses(client.clone(), identity.clone(), uses_rx),
-            );
-            supervisor.spawn(
-                "the AccessRequest watch",
-                run_cluster(client.clone(), feed, audit.clone(), metrics.clone()),
-            );
-            supervisor.spawn(
-                "the Namespace watch",
-                crate::namespace::run_cluster(client.clone(), namespaces.clone()),
-            );
-            if args.controller {
-                let mut config = controller::Config::new(&args.namespace, &identity);
-                config.reap.extend(args.reap.iter().cloned());
-                let controller = controller::Controller::new(
-                    client,
-                    policies.clone(),
-                    audit.clone(),
-                    metrics.clone(),
-                    config,
-                )
-                .with_namespaces(namespaces.clone());
-                lease = Some(controller.lease());
-                supervisor.spawn("the controller", controller.run());
-            }
-        }
-    }
-
-    let reviewer = Reviewer {
-        policies,
-        grants,
-        namespaces,
-        options: Options {
-            enforcement: args.enforcement,
-            on_error: args.on_error,
-        },
-        audit,
-        metrics: metrics.clone(),
-        controller: format!(
-            "system:serviceaccount:{}:{}",
-            args.namespace, args.service_account
-        )
-        .into(),
-    };
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(2)
-    });
-    let pool = Arc::new(
-        Pool::start(reviewer, workers, args.queue).context("starting evaluation workers")?,
-    );
-    let state = AppState {
-        pool,
-        health: health.clone(),
-        metrics,
-        body_limit: args.max_body_bytes,
-        on_error: args.on_error,
-    };
-
-    let listener = server::bind(config.addr, "the webhook (--addr)").await?;
-    let local = listener.local_addr()?;
-    let ops = match config.metrics_addr {
-        Some(addr) => {
-            let l = server::bind(addr, "health and metrics (--metrics-addr)").await?;
-            tracing::info!(addr = %l.local_addr()?, "serving /healthz, /readyz and /metrics over plain HTTP");
-            Some(l)
-        }
-        None => None,
-    };
-    tracing::info!(addr = %local, workers, "serving admission webhooks over TLS");
-    if args.dev {
-        let ops_addr = ops.as_ref().and_then(|l| l.local_addr().ok());
-        print_dev_banner(local, ops_addr);
-    }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let webhook = tokio::spawn(server::serve_tls(
-        listener,
-        tls_config,
-        server::app(state.clone()),
-        stop_rx.clone(),
-        args.drain_timeout,
-    ));
-    let ops = ops.map(|l| {
-        tokio::spawn(server::serve_plain(
-            l,
-            server::ops_app(state.clone()),
-            stop_rx,
-        ))
-    });
-
-    let mut webhook = webhook;
-    let failure = tokio::select! {
-        () = shutdown_signal() => None,
-        reason = supervisor.failure() => Some(reason),
-        ended = &mut webhook => Some(match ended {
-            Ok(()) => "the webhook listener stopped".to_string(),
-            Err(e) => format!("the webhook listener stopped ({e})"),
-        }),
-    };
-    if let Some(reason) = &failure {
-        // Readiness fails for good; the process exits non-zero so that it is restarted
-        // rather than left answering with a part missing.
-        health.set_failed(reason.clone());
-        tracing::error!(reason = %reason, "a part of the server stopped; shutting down to be restarted");
-    }
-    health.set_shutting_down();
-    tracing::info!(
-        delay_ms = args.shutdown_delay.as_millis() as u64,
-        "shutting down: readiness fails now, the listener closes after the delay"
-    );
-    tokio::time::sleep(args.shutdown_delay).await;
-    let _ = stop_tx.send(true);
-    if !webhook.is_finished() {
-        let _ = webhook.await;
-    }
-    if let Some(ops) = ops {
-        let _ = ops.await;
-    }
-    supervisor.shutdown().await;
-    if let Some(lease) = lease {
-        match tokio::time::timeout(Duration::from_secs(2), lease.release()).await {
-            Ok(Ok(true)) => tracing::info!("gave up the controller's Lease"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot give up the controller's Lease; another replica takes over when it runs out"),
-            Err(_) => tracing::warn!("giving up the controller's Lease timed out; another replica takes over when it runs out"),
-        }
-    }
-    match failure {
-        Some(reason) => Err(anyhow::anyhow!("{reason}; stopped")),
-        None => {
-            tracing::info!("stopped");
-            Ok(())
-        }
-    }
-}
-
-/// Recompiles the policy folder off to the side when it changes and swaps it in; a change
-/// that does not compile is refused (logged with file:line:col, counted) and the last good
-/// policies keep serving.
-fn watch_policies(
-    dir: PathBuf,
-    policies: Arc<ArcSwap<PolicySet>>,
-    eval: EvalOptions,
-    interval: Duration,
-    metrics: Metrics,
-) -> std::io::Result<Poller> {
-    let mut refused: Option<u64> = None;
-    let mut last_read_error = String::new();
-    Poller::spawn("policy-reload", interval, move || {
-        let sources = match Sources::read(&dir) {
-            Ok(s) => s,
-            Err(e) => {
-                let message = e.to_string();
-                if message != last_read_error {
-                    metrics.policy_reloads.with_label_values(&["error"]).inc();
-                    tracing::error!(error = %message, "cannot read the policy folder; the last good policies keep serving");
-                    last_read_error = message;
-                }
-                return;
-            }
-        };
-        last_read_error.clear();
-        if sources.digest == policies.load().digest() || refused == Some(sources.digest) {
-            return;
-        }
-        match PolicySet::compile(&sources, eval) {
-            Ok(set) => {
-                refused = None;
-                tracing::info!(generation = set.generation(), packages = ?set.package_names(), "policies reloaded");
-                metrics.policies_loaded.set(set.packages().len() as i64);
-                metrics.known_packages(set.package_names());
-                metrics.policy_reloads.with_label_values(&["success"]).inc();
-                policies.store(Arc::new(set));
-            }
-            Err(e) => {
-                refused = Some(sources.digest);
-                metrics.policy_reloads.with_label_values(&["error"]).inc();
-                tracing::error!(error = %e, "policy change refused; the last good policies keep serving");
-            }
-        }
+        service.run(shutdown_signal()).await
     })
 }
 

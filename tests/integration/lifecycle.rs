@@ -341,3 +341,69 @@ async fn the_dev_first_run_prints_curl_lines_that_allow_and_deny() {
         vec![serde_json::json!(true), serde_json::json!(false)]
     );
 }
+
+/// `serve` is a library type: built from its configuration, run until asked to stop,
+/// answering a real HTTPS client meanwhile, with no process around it.
+#[tokio::test]
+async fn the_service_runs_in_process_until_asked_to_stop() {
+    use jitguard::service::{Config, Service};
+    jitguard::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    jitguard::certs::issue(dir.path(), &["localhost".into()], false).unwrap();
+    let root = crate::common::root();
+    let config = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: None,
+        policies: root.join("policies"),
+        cert: dir.path().join(jitguard::certs::SERVING_CERT),
+        key: dir.path().join(jitguard::certs::SERVING_KEY),
+        client_ca: None,
+        grants: Some(root.join("manifests/dev/grants.yaml")),
+        grants_stale_after: Duration::from_secs(60),
+        options: jitguard::decision::Options::default(),
+        eval_timeout: Duration::from_millis(250),
+        workers: 1,
+        queue: 16,
+        max_body_bytes: 1 << 20,
+        reload_interval: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
+        drain_timeout: Duration::from_secs(5),
+        audit_file: None,
+        json_log: false,
+        namespace: "jitguard".into(),
+        service_account: "jitguard".into(),
+        controller: false,
+        identity: "in-process".into(),
+        reap: Vec::new(),
+    };
+    let service = Service::start(config).await.unwrap();
+    let url = format!("https://localhost:{}/validate", service.addr().port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+    let client = crate::common::client_builder(&dir.path().join(jitguard::certs::CA_CERT), None)
+        .build()
+        .unwrap();
+    for (fixture, allowed) in [("pod-create-dev", true), ("pod-exec-prod", false)] {
+        let answer: serde_json::Value = client
+            .post(&url)
+            .json(&crate::common::review(fixture))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["response"]["allowed"], allowed,
+            "{fixture}: {answer}"
+        );
+    }
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
