@@ -33,7 +33,7 @@ use crate::grant::resource::ApprovalDecision;
 use crate::grant::{AccessRequest, Phase};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
-use crate::policy::AccessPolicy;
+use crate::policy::{AccessPolicy, AccessPolicyError};
 use crate::policy::{PolicyEngine, PolicySet};
 use lease::LeaderElector;
 use provision::BindError;
@@ -79,7 +79,7 @@ pub struct Controller {
     /// The access policy per request uid, with the resourceVersion and policy generation
     /// it was evaluated for: a pending request may be planned many times, but its policy
     /// only changes when the request or the policies do.
-    evaluated: HashMap<String, (String, u64, Result<AccessPolicy, String>)>,
+    evaluated: HashMap<String, (String, u64, Result<AccessPolicy, AccessPolicyError>)>,
     observed: Observed,
     /// Namespace labels, so that the access policy sees a labelled namespace in a scope
     /// as the webhook does.
@@ -388,8 +388,9 @@ impl Controller {
             Some(e) if e.generation() == generation => e,
             slot => slot.insert(current.engine()),
         };
-        let result =
-            creation_input(ar, &self.namespaces).and_then(|input| engine.access_policy(&input));
+        let result = creation_input(ar, &self.namespaces)
+            .map_err(AccessPolicyError::Input)
+            .and_then(|input| engine.access_policy(&input));
         if let Err(e) = &result {
             tracing::warn!(request = %ar.name_any(), error = %e, "the access policy cannot decide on this request; only time-driven steps apply");
         }

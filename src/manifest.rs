@@ -223,7 +223,7 @@ fn object_path(namespace: Option<&str>, name: Option<&str>) -> String {
 }
 
 /// The AdmissionReview the API server would send for `object`.
-pub fn review_for(object: &Value, requester: &Requester, n: usize) -> Result<Value, String> {
+fn review_for(object: &Value, requester: &Requester, n: usize) -> Result<Value, String> {
     let api_version = object
         .get("apiVersion")
         .and_then(Value::as_str)

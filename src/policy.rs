@@ -22,7 +22,7 @@ use crate::text::one_line;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
-pub use access::{AccessPolicy, Requirement};
+pub use access::{AccessPolicy, AccessPolicyError, Requirement};
 use contract::package_result;
 pub use source::{LoadError, Sources};
 
@@ -349,7 +349,7 @@ impl PolicyEngine {
 
     /// The approval workflow's parameters for an AccessRequest admission (`input` as for
     /// `evaluate`). Without an access package: the safe defaults of [`AccessPolicy`].
-    pub fn access_policy(&mut self, input: &Value) -> Result<AccessPolicy, String> {
+    pub fn access_policy(&mut self, input: &Value) -> Result<AccessPolicy, AccessPolicyError> {
         if !self.set.has_access {
             return Ok(AccessPolicy::default());
         }
@@ -359,14 +359,8 @@ impl PolicyEngine {
         let value = self
             .engine
             .eval_rule(ACCESS_RULE.to_string())
-            .map_err(|e| {
-                format!(
-                    "the access policy ({ACCESS_PACKAGE}) failed: {}",
-                    runtime_error(&e)
-                )
-            })?;
+            .map_err(|e| AccessPolicyError::Evaluation(runtime_error(&e)))?;
         AccessPolicy::from_value(&value)
-            .map_err(|e| format!("the access policy ({ACCESS_PACKAGE}): {e}"))
     }
 
     /// Slow path after the aggregate failed: evaluate package by package so the error is

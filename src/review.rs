@@ -35,17 +35,26 @@ pub struct Reviewer {
     pub controller: Arc<str>,
 }
 
+/// Why an offline reviewer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error(transparent)]
+    Grants(#[from] grant::file::GrantFileError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
 impl Reviewer {
     /// For the offline commands (dry-run, verify): these policies, the grants of a file
     /// (or none), the server's default options, no audit. Errors name the file and line.
     pub fn offline(
         policies: Arc<ArcSwap<PolicySet>>,
         grants_file: Option<&std::path::Path>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OfflineError> {
         let namespaces = Namespaces::default();
         let grants = match grants_file {
             Some(path) => {
-                let state = grant::file::read(path).map_err(|e| e.to_string())?;
+                let state = grant::file::read(path)?;
                 for problem in state.problems() {
                     tracing::warn!("{}: {problem}", path.display());
                 }
@@ -63,7 +72,7 @@ impl Reviewer {
                 on_error: crate::decision::OnError::Deny,
             },
             audit: Audit::disabled(),
-            metrics: Metrics::new().map_err(|e| e.to_string())?,
+            metrics: Metrics::new()?,
             controller: DEFAULT_CONTROLLER.into(),
         })
     }
@@ -289,7 +298,7 @@ impl Worker {
         };
         let policy = match self.engine().access_policy(&input.review) {
             Ok(p) => p,
-            Err(e) => return refuse(e),
+            Err(e) => return refuse(e.to_string()),
         };
         // For spec.extends: the end of the requester's live grant being extended.
         let spec = &object.spec;

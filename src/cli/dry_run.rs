@@ -116,10 +116,10 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
         operation: args.operation.unwrap_or(Operation::Create),
     };
     let items = manifest::load(&args.files, &requester).map_err(|e| e.to_string())?;
-    let mut worker = Worker::new(Reviewer::offline(
-        Arc::new(ArcSwap::from_pointee(set)),
-        args.grants.as_deref(),
-    )?);
+    let mut worker = Worker::new(
+        Reviewer::offline(Arc::new(ArcSwap::from_pointee(set)), args.grants.as_deref())
+            .map_err(|e| e.to_string())?,
+    );
     let mut items = items;
     for item in &mut items {
         if let Some(known) = worker.reviewer().namespaces.learn(&item.body) {

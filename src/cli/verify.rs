@@ -208,7 +208,8 @@ impl Runner {
         let key = (policies.to_path_buf(), grants);
         if !self.workers.contains_key(&key) {
             let set = self.policy_set(policies)?;
-            let worker = Worker::new(Reviewer::offline(set, key.1.as_deref())?);
+            let worker =
+                Worker::new(Reviewer::offline(set, key.1.as_deref()).map_err(|e| e.to_string())?);
             self.workers.insert(key.clone(), worker);
         }
         self.workers

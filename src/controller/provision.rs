@@ -33,13 +33,16 @@ pub fn default_reap_resources() -> Vec<ApiResource> {
     ]
 }
 
+/// A `--reap` value that does not name a resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: write GROUP/VERSION/KIND/PLURAL, e.g. networking.k8s.io/v1/NetworkPolicy/networkpolicies (core for the core group)")]
+pub struct ReapResourceError(String);
+
 /// Parses `--reap GROUP/VERSION/KIND/PLURAL` (`core` for the core group).
-pub fn parse_reap_resource(text: &str) -> Result<ApiResource, String> {
+pub fn parse_reap_resource(text: &str) -> Result<ApiResource, ReapResourceError> {
     let parts: Vec<&str> = text.split('/').collect();
     let [group, version, kind, plural] = parts.as_slice() else {
-        return Err(format!(
-            "{text:?}: write GROUP/VERSION/KIND/PLURAL, e.g. networking.k8s.io/v1/NetworkPolicy/networkpolicies (core for the core group)"
-        ));
+        return Err(ReapResourceError(text.to_string()));
     };
     let group = if *group == "core" { "" } else { group };
     Ok(ApiResource::from_gvk_with_plural(
@@ -363,6 +366,7 @@ mod tests {
         assert_eq!((r.group.as_str(), r.plural.as_str()), ("", "configmaps"));
         assert!(parse_reap_resource("networkpolicies")
             .unwrap_err()
+            .to_string()
             .contains("GROUP/VERSION/KIND/PLURAL"));
     }
 }

@@ -181,12 +181,29 @@ pub enum ApprovalDecision {
     Deny,
 }
 
+/// Why a grant duration was refused; the text says how to write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("duration is empty; write it like 30m, 2h or 1h30m")]
+    Empty,
+    #[error("duration {text:?}: unknown unit {unit:?}; use h, m and s, like 1h30m")]
+    Unit { text: String, unit: char },
+    #[error("duration {text:?}: a number must come before {unit:?}")]
+    NoNumber { text: String, unit: char },
+    #[error("duration {text:?} is too long")]
+    TooLong { text: String },
+    #[error("duration {text:?}: {number} has no unit; write {number}m or {number}s")]
+    NoUnit { text: String, number: String },
+    #[error("duration {text:?} must be longer than zero")]
+    Zero { text: String },
+}
+
 /// Parses a grant duration: Go-style `30m`, `2h`, `1h30m`, `90s`. Calendar units (days,
 /// months) are refused: a grant lasts a fixed number of seconds.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err("duration is empty; write it like 30m, 2h or 1h30m".into());
+        return Err(DurationError::Empty);
     }
     let mut total: u64 = 0;
     let mut number = String::new();
@@ -200,27 +217,34 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             'm' => 60,
             's' => 1,
             _ => {
-                return Err(format!(
-                    "duration {text:?}: unknown unit {c:?}; use h, m and s, like 1h30m"
-                ))
+                return Err(DurationError::Unit {
+                    text: text.to_string(),
+                    unit: c,
+                })
             }
         };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("duration {text:?}: a number must come before {c:?}"))?;
+        let n: u64 = number.parse().map_err(|_| DurationError::NoNumber {
+            text: text.to_string(),
+            unit: c,
+        })?;
         total = n
             .checked_mul(unit)
             .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("duration {text:?} is too long"))?;
+            .ok_or_else(|| DurationError::TooLong {
+                text: text.to_string(),
+            })?;
         number.clear();
     }
     if !number.is_empty() {
-        return Err(format!(
-            "duration {text:?}: {number} has no unit; write {number}m or {number}s"
-        ));
+        return Err(DurationError::NoUnit {
+            text: text.to_string(),
+            number,
+        });
     }
     if total == 0 {
-        return Err(format!("duration {text:?} must be longer than zero"));
+        return Err(DurationError::Zero {
+            text: text.to_string(),
+        });
     }
     Ok(std::time::Duration::from_secs(total))
 }

@@ -55,9 +55,26 @@ impl Default for AccessPolicy {
     }
 }
 
+/// Why the access policy gave no parameters: it failed to evaluate, or a rule's value is
+/// not of the shape the workflow reads.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AccessPolicyError {
+    #[error("the access policy (jitguard.access) failed: {0}")]
+    Evaluation(String),
+    #[error("the access policy (jitguard.access): {0}")]
+    Shape(String),
+    /// The input for it could not be built (the controller's view of a request).
+    #[error("the access policy's input cannot be built: {0}")]
+    Input(String),
+}
+
 impl AccessPolicy {
     /// Reads the values of the policy's rules (`null` where a rule is not defined).
-    pub fn from_value(value: &Value) -> Result<Self, String> {
+    pub fn from_value(value: &Value) -> Result<Self, AccessPolicyError> {
+        Self::read(value).map_err(AccessPolicyError::Shape)
+    }
+
+    fn read(value: &Value) -> Result<Self, String> {
         let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
         let mut policy = Self::default();
         let field = |name: &str| json.get(name).filter(|v| !v.is_null());
@@ -163,6 +180,16 @@ fn duration(v: &serde_json::Value, name: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_the_access_package() {
+        for e in [
+            AccessPolicyError::Evaluation("x".into()),
+            AccessPolicyError::Shape("x".into()),
+        ] {
+            assert!(e.to_string().contains(crate::policy::ACCESS_PACKAGE), "{e}");
+        }
+    }
 
     #[test]
     fn break_glass_is_for_members_alone_within_the_maximum() {
