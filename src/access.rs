@@ -5,6 +5,8 @@
 //! lapse, reap). The webhook (`review`) and the controller carry these decisions out.
 
 pub mod admit;
+#[cfg(test)]
+mod fixture;
 pub mod plan;
 pub mod quorum;
 

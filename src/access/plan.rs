@@ -367,8 +367,7 @@ pub fn set_condition(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::grant::resource::{RoleRef, ScopeRule};
-    use crate::grant::AccessRequestSpec;
+    use crate::grant::resource::RoleRef;
     use std::time::Duration;
 
     fn at(s: &str) -> Timestamp {
@@ -376,31 +375,13 @@ mod tests {
     }
 
     fn request(phase: Phase) -> AccessRequest {
-        let mut ar = AccessRequest::new(
+        crate::access::fixture::request(
             "alice-debug",
-            AccessRequestSpec {
-                requester: "alice".into(),
-                requester_groups: vec!["dev".into(), "sre-oncall".into()],
-                scope: vec![ScopeRule {
-                    operations: vec!["CONNECT".into()],
-                    api_groups: vec!["".into()],
-                    resources: vec!["pods/exec".into()],
-                    namespaces: vec!["shop".into()],
-                    names: vec![],
-                }],
-                reason: "debug".into(),
-                duration: "30m".into(),
-                ..Default::default()
-            },
-        );
-        ar.metadata.uid = Some("u1".into());
-        ar.metadata.generation = Some(1);
-        ar.metadata.creation_timestamp = Some(Time(at("2026-11-23T10:00:00Z")));
-        ar.status = Some(AccessRequestStatus {
+            "alice",
+            &["dev", "sre-oncall"],
+            "shop",
             phase,
-            ..Default::default()
-        });
-        ar
+        )
     }
 
     fn policy() -> AccessPolicy {
@@ -475,7 +456,7 @@ mod tests {
         let status = plan.status.unwrap();
         assert_eq!(status.phase, Phase::Approved);
         assert_eq!(status.approvals[0].approver, "policy:short-debug");
-        assert_eq!(status.approvals[0].uid, "u1");
+        assert_eq!(status.approvals[0].uid, "uid-1");
         assert_eq!(status.approved_at.unwrap().0, at("2026-11-23T10:00:05Z"));
         assert_eq!(status.expires_at.unwrap().0, at("2026-11-23T10:30:05Z"));
         assert_eq!(plan.steps[0].audit, "access.auto_approved");

@@ -6,7 +6,6 @@
 )]
 use super::*;
 use crate::access::quorum::tests::req;
-use crate::grant::{AccessRequestSpec, ScopeRule};
 use std::time::Duration;
 
 fn approval(who: &str, groups: &[&str]) -> Approval {
@@ -22,30 +21,10 @@ fn approval(who: &str, groups: &[&str]) -> Approval {
 }
 
 fn request(requester: &str, phase: Phase, approvals: Vec<Approval>) -> AccessRequest {
-    let mut ar = AccessRequest::new(
-        "r1",
-        AccessRequestSpec {
-            requester: requester.into(),
-            requester_groups: vec!["developers".into()],
-            scope: vec![ScopeRule {
-                operations: vec!["CONNECT".into()],
-                api_groups: vec!["".into()],
-                resources: vec!["pods/exec".into()],
-                namespaces: vec!["prod".into()],
-                names: vec![],
-            }],
-            reason: "debug".into(),
-            duration: "30m".into(),
-            ..Default::default()
-        },
-    );
-    ar.metadata.uid = Some("uid-1".into());
-    ar.metadata.generation = Some(1);
-    ar.status = Some(AccessRequestStatus {
-        phase,
-        approvals,
-        ..Default::default()
-    });
+    let mut ar = crate::access::fixture::request("r1", requester, &["developers"], "prod", phase);
+    if let Some(status) = ar.status.as_mut() {
+        status.approvals = approvals;
+    }
     ar
 }
 
