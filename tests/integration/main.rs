@@ -12,6 +12,7 @@ mod common;
 mod admission;
 mod bad_input;
 mod cli;
+mod envelope;
 mod fuzz;
 mod grants;
 mod hostile;
