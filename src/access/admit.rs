@@ -191,31 +191,25 @@ fn update_spec(change: &Change<'_>, out: &mut Outcome) {
         return out.deny(NO_OLD_OBJECT);
     };
     let (new, old) = (&change.object.spec, &old.spec);
-    let mut changed = Vec::new();
-    if new.scope != old.scope {
-        changed.push("scope");
-    }
-    if new.duration != old.duration {
-        changed.push("duration");
-    }
-    if new.role_ref != old.role_ref {
-        changed.push("roleRef");
-    }
-    if new.requester != old.requester || new.requester_groups != old.requester_groups {
-        changed.push("requester");
-    }
-    if new.group != old.group {
-        changed.push("group");
-    }
-    if new.break_glass != old.break_glass {
-        changed.push("breakGlass");
-    }
-    if new.extends != old.extends {
-        changed.push("extends");
-    }
-    if new.reason != old.reason || new.ticket != old.ticket {
-        changed.push("reason/ticket");
-    }
+    let changed: Vec<&str> = [
+        ("scope", new.scope != old.scope),
+        ("duration", new.duration != old.duration),
+        ("roleRef", new.role_ref != old.role_ref),
+        (
+            "requester",
+            new.requester != old.requester || new.requester_groups != old.requester_groups,
+        ),
+        ("group", new.group != old.group),
+        ("breakGlass", new.break_glass != old.break_glass),
+        ("extends", new.extends != old.extends),
+        (
+            "reason/ticket",
+            new.reason != old.reason || new.ticket != old.ticket,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, differs)| differs.then_some(field))
+    .collect();
     if !changed.is_empty() {
         out.deny(format!(
             "spec.{} cannot change after creation; to extend access, create a new request with spec.extends (kubectl jit extend)",

@@ -69,31 +69,10 @@ fn augment(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::grant::resource::ApprovalDecision;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn approval(who: &str, groups: &[&str]) -> Approval {
-        Approval {
-            approver: who.into(),
-            approver_groups: groups.iter().map(|g| g.to_string()).collect(),
-            decision: ApprovalDecision::Approve,
-            at: Time("2030-01-01T10:00:00Z".parse().unwrap()),
-            comment: None,
-            uid: "uid-1".into(),
-            generation: 1,
-        }
-    }
-
-    pub(crate) fn req(name: &str, groups: &[&str], count: usize) -> Requirement {
-        Requirement {
-            name: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            count,
-        }
-    }
+    use crate::access::fixture::{approval, req};
 
     #[test]
     fn k_of_n_and_across_requirements_with_distinct_people() {

@@ -5,20 +5,8 @@
     clippy::panic
 )]
 use super::*;
-use crate::access::quorum::tests::req;
+use crate::access::fixture::{approval, req};
 use std::time::Duration;
-
-fn approval(who: &str, groups: &[&str]) -> Approval {
-    Approval {
-        approver: who.into(),
-        approver_groups: groups.iter().map(|g| g.to_string()).collect(),
-        decision: ApprovalDecision::Approve,
-        at: Time("2030-01-01T10:00:00Z".parse().unwrap()),
-        comment: None,
-        uid: "uid-1".into(),
-        generation: 1,
-    }
-}
 
 fn request(requester: &str, phase: Phase, approvals: Vec<Approval>) -> AccessRequest {
     let mut ar = crate::access::fixture::request("r1", requester, &["developers"], "prod", phase);
