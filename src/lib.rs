@@ -21,6 +21,7 @@ pub mod certs;
 pub mod cli;
 pub mod controller;
 pub mod decision;
+pub mod gatekeeper;
 pub mod grant;
 pub mod manifest;
 pub mod metrics;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{exit, w};
 use crate::decision::Webhook;
+use crate::gatekeeper;
 use crate::manifest::{self, Requester};
 use crate::policy::{EvalOptions, PolicySet};
 use crate::request::Operation;
@@ -103,7 +104,14 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     let (mut passed, mut failed) = (0, 0);
     let mut runner = Runner::default();
     for file in &files {
-        match runner.run_suite(file, &args.policies) {
+        // A gator suite (Gatekeeper's format) runs its templates and constraints as they are.
+        let gator = std::fs::read_to_string(file).is_ok_and(|t| gatekeeper::suite::is_suite(&t));
+        let outcome = if gator {
+            gatekeeper::suite::run(file).map(|results| (String::new(), results))
+        } else {
+            runner.run_suite(file, &args.policies)
+        };
+        match outcome {
             Ok((name, results)) => {
                 if !name.is_empty() {
                     w!(out, "# {name} ({})", file.display());

@@ -691,3 +691,36 @@ fn dry_run_says_what_it_did_not_decide_and_how_each_finding_counted() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("      patch: {\"op\":"), "{out}");
 }
+
+/// `jitguard verify` runs gator suites as they are, with the same closing line, and says
+/// what a failing case got.
+#[test]
+fn verify_runs_gator_suites_unchanged() {
+    let library =
+        root().join("../shared/conformance/gatekeeper-library/library/general/requiredlabels");
+    let suite = library.join("suite.yaml");
+    let (code, out, err) = run(&["verify", suite.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("PASS  ") && out.contains("requiredlabels/must-have-owner/example-disallowed"),
+        "{out}"
+    );
+    assert!(out.ends_with("5 passed, 0 failed\n"), "{out}");
+    // The same files with a wrong expectation: exit 1 and what the template said.
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&library, dir.path());
+    let text = std::fs::read_to_string(dir.path().join("suite.yaml")).unwrap();
+    let wrong = text.replacen("violations: yes", "violations: no", 1);
+    std::fs::write(dir.path().join("suite.yaml"), wrong).unwrap();
+    let (code, out, _) = run(&["verify", dir.path().join("suite.yaml").to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  ") && out.contains("expected violations: no, got 1"),
+        "{out}"
+    );
+    assert!(out.contains("must have an `owner` label"), "{out}");
+    assert!(
+        out.contains("requiredlabels/must-have-owner/example-disallowed"),
+        "named by the suite: {out}"
+    );
+}

@@ -14,6 +14,7 @@ mod bad_input;
 mod cli;
 mod envelope;
 mod fuzz;
+mod gatekeeper;
 mod grants;
 mod hostile;
 mod layout;

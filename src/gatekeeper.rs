@@ -1,0 +1,318 @@
+//! OPA Gatekeeper's policies, run as they are: ConstraintTemplates (their Rego, in Rego v0
+//! syntax as Gatekeeper accepts it) and Constraints (parameters, `spec.match`,
+//! `enforcementAction`), each template compiled in an engine of its own so that it sees
+//! neither the other templates nor jitguard's packages.
+//!
+//! A template's Rego gets Gatekeeper's input: `input.review` (the AdmissionRequest, or for
+//! a bare object the review Gatekeeper builds for it), `input.parameters` (the constraint's
+//! `spec.parameters`) and `data.inventory` (cached cluster objects, for referential
+//! templates). Its `violation` rule's entries (`{msg, details}`) are the constraint's
+//! violations, reported as Gatekeeper prints them: `[constraint-name] msg`.
+//!
+//! Status: templates, constraints, match, inventory and gator suites run offline
+//! (`jitguard verify`); serving them and exceptions by grant are to come.
+
+// Documents are read with serde_json's `value["key"]`, which returns Null for a missing
+// key or a non-object and never panics (only its IndexMut can, which is not used here).
+#![allow(clippy::indexing_slicing)]
+
+pub mod matching;
+pub mod suite;
+
+use regorus::{Engine, Value};
+use serde_json::Value as Json;
+
+/// Why a template or constraint cannot be used; the text names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatekeeperError {
+    #[error("ConstraintTemplate {name}: {problem}")]
+    Template { name: String, problem: String },
+    #[error("{kind} {name}: {problem}")]
+    Constraint {
+        kind: String,
+        name: String,
+        problem: String,
+    },
+}
+
+pub const TEMPLATE_GROUP: &str = "templates.gatekeeper.sh";
+pub const CONSTRAINT_GROUP: &str = "constraints.gatekeeper.sh";
+
+/// Whether a document is a ConstraintTemplate (`templates.gatekeeper.sh/v1` or `v1beta1`).
+pub fn is_template(doc: &Json) -> bool {
+    doc["kind"] == "ConstraintTemplate"
+        && doc["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(&format!("{TEMPLATE_GROUP}/")))
+}
+
+/// Whether a document is a Constraint (`constraints.gatekeeper.sh/...`).
+pub fn is_constraint(doc: &Json) -> bool {
+    doc["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with(&format!("{CONSTRAINT_GROUP}/")))
+}
+
+/// A compiled ConstraintTemplate.
+pub struct Template {
+    pub name: String,
+    /// The constraint kind it defines (`spec.crd.spec.names.kind`).
+    pub kind: String,
+    /// `data.<package>.violation`.
+    query: String,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One entry of a template's `violation` rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    pub msg: String,
+    pub details: Json,
+}
+
+impl Template {
+    /// Compiles a ConstraintTemplate document (`targets[].rego`, or the Rego engine's
+    /// entry of `targets[].code`, with its `libs`).
+    pub fn compile(doc: &Json) -> Result<Self, GatekeeperError> {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let fail = |problem: String| GatekeeperError::Template {
+            name: name.clone(),
+            problem,
+        };
+        let kind = doc["spec"]["crd"]["spec"]["names"]["kind"]
+            .as_str()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| fail("spec.crd.spec.names.kind is missing".into()))?
+            .to_string();
+        let target = doc["spec"]["targets"]
+            .as_array()
+            .and_then(|t| {
+                t.iter()
+                    .find(|t| t["target"] == "admission.k8s.gatekeeper.sh")
+            })
+            .ok_or_else(|| fail("no target admission.k8s.gatekeeper.sh".into()))?;
+        let rego_source = target["code"]
+            .as_array()
+            .and_then(|code| code.iter().find(|c| c["engine"] == "Rego"))
+            .map(|c| &c["source"]);
+        let (rego, libs) = match rego_source {
+            Some(source) => (&source["rego"], &source["libs"]),
+            None => (&target["rego"], &target["libs"]),
+        };
+        let rego = rego
+            .as_str()
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| {
+                fail("the target has no Rego (a CEL-only template is not supported)".into())
+            })?;
+        let package = package_of(rego).ok_or_else(|| fail("its Rego has no package".into()))?;
+        let mut engine = Engine::new();
+        engine.set_rego_v0(true);
+        engine
+            .add_policy(format!("{name}.rego"), rego.to_string())
+            .map_err(|e| fail(rego_error(&e)))?;
+        for (i, lib) in libs.as_array().into_iter().flatten().enumerate() {
+            let lib = lib.as_str().unwrap_or_default();
+            engine
+                .add_policy(format!("{name}.lib{i}.rego"), lib.to_string())
+                .map_err(|e| fail(rego_error(&e)))?;
+        }
+        Ok(Self {
+            name,
+            kind,
+            query: format!("data.{package}.violation"),
+            engine,
+        })
+    }
+
+    /// The violations for one review with one constraint's parameters and the inventory.
+    pub fn violations(
+        &mut self,
+        review: &Json,
+        parameters: &Json,
+        inventory: &Json,
+    ) -> Result<Vec<Violation>, String> {
+        let input = serde_json::json!({"review": review, "parameters": parameters});
+        self.engine.set_input(Value::from(input));
+        let mut data = serde_json::Map::new();
+        data.insert("inventory".into(), inventory.clone());
+        self.engine.clear_data();
+        self.engine
+            .add_data(Value::from(Json::Object(data)))
+            .map_err(|e| e.to_string())?;
+        let value = self
+            .engine
+            .eval_rule(self.query.clone())
+            .map_err(|e| rego_error(&e))?;
+        let json = serde_json::to_value(&value).map_err(|e| e.to_string())?;
+        let items = match json {
+            Json::Array(items) => items,
+            Json::Null => Vec::new(),
+            Json::String(s) if s == "<undefined>" => Vec::new(),
+            other => return Err(format!("violation must be a set, not {other}")),
+        };
+        Ok(items
+            .into_iter()
+            .map(|item| Violation {
+                msg: item["msg"].as_str().unwrap_or_default().to_string(),
+                details: item.get("details").cloned().unwrap_or(Json::Null),
+            })
+            .collect())
+    }
+}
+
+/// `file:line:col: message`, without regorus's multi-line source excerpt.
+fn rego_error(e: &anyhow::Error) -> String {
+    let formatted = crate::policy::source::format_rego_error(&e.to_string());
+    crate::text::one_line(formatted.lines().next().unwrap_or_default())
+}
+
+/// `package a.b` → `a.b`.
+fn package_of(rego: &str) -> Option<String> {
+    rego.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("package "))
+        .map(|p| p.trim().to_string())
+}
+
+/// What a constraint does with its violations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Deny,
+    Warn,
+    DryRun,
+}
+
+/// A Constraint: which requests (`spec.match`), with which parameters, and what its
+/// violations do.
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    pub kind: String,
+    pub name: String,
+    pub parameters: Json,
+    pub action: Action,
+    pub matcher: matching::Match,
+}
+
+impl Constraint {
+    pub fn parse(doc: &Json) -> Result<Self, GatekeeperError> {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let fail = |problem: String| GatekeeperError::Constraint {
+            kind: kind.clone(),
+            name: name.clone(),
+            problem,
+        };
+        let action = match doc["spec"]["enforcementAction"].as_str().unwrap_or("deny") {
+            "deny" | "" => Action::Deny,
+            "warn" => Action::Warn,
+            "dryrun" => Action::DryRun,
+            other => {
+                return Err(fail(format!(
+                    "enforcementAction {other:?} is not deny, warn or dryrun"
+                )))
+            }
+        };
+        let matcher = matching::Match::parse(&doc["spec"]["match"]).map_err(fail)?;
+        Ok(Self {
+            parameters: match &doc["spec"]["parameters"] {
+                Json::Null => Json::Object(serde_json::Map::new()),
+                p => p.clone(),
+            },
+            kind,
+            name,
+            action,
+            matcher,
+        })
+    }
+}
+
+/// The review Gatekeeper evaluates for a bare object (audit, `gator`): the object as a
+/// CREATE by nobody in particular. An AdmissionReview is used as it is.
+pub fn review_of(object: &Json) -> Json {
+    if object["kind"] == "AdmissionReview" {
+        return object["request"].clone();
+    }
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    serde_json::json!({
+        "kind": {"group": group, "version": version, "kind": object["kind"]},
+        "name": object["metadata"]["name"],
+        "namespace": object["metadata"]["namespace"],
+        "operation": "CREATE",
+        "object": object,
+        "userInfo": {"username": "", "groups": []},
+        "dryRun": false,
+    })
+}
+
+/// `data.inventory` as Gatekeeper's sync fills it: namespaced objects under
+/// `namespace[ns][apiVersion][kind][name]`, the others under `cluster[apiVersion][kind][name]`.
+pub fn inventory(objects: &[Json]) -> Json {
+    let mut cluster = serde_json::Map::new();
+    let mut namespaced = serde_json::Map::new();
+    for o in objects {
+        let api_version = o["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let root = match o["metadata"]["namespace"].as_str() {
+            Some(ns) if !ns.is_empty() => namespaced
+                .entry(ns.to_string())
+                .or_insert_with(|| Json::Object(serde_json::Map::new())),
+            _ => {
+                let entry = cluster
+                    .entry(api_version.clone())
+                    .or_insert_with(|| Json::Object(serde_json::Map::new()));
+                insert(entry, &[&kind, &name], o.clone());
+                continue;
+            }
+        };
+        insert(root, &[&api_version, &kind, &name], o.clone());
+    }
+    serde_json::json!({"cluster": cluster, "namespace": namespaced})
+}
+
+fn insert(at: &mut Json, path: &[&str], value: Json) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut here = at;
+    for key in parents {
+        if !here.is_object() {
+            *here = Json::Object(serde_json::Map::new());
+        }
+        let Some(map) = here.as_object_mut() else {
+            return;
+        };
+        here = map
+            .entry((*key).to_string())
+            .or_insert_with(|| Json::Object(serde_json::Map::new()));
+    }
+    if let Some(map) = here.as_object_mut() {
+        map.insert((*last).to_string(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests;
