@@ -9,8 +9,9 @@
 //! templates). Its `violation` rule's entries (`{msg, details}`) are the constraint's
 //! violations, reported as Gatekeeper prints them: `[constraint-name] msg`.
 //!
-//! Status: templates, constraints, match, inventory and gator suites run offline
-//! (`jitguard verify`); serving them and exceptions by grant are to come.
+//! Templates and constraints found among the policy folder's YAML files are served with
+//! the Rego pack ([`Pack`]); a constraint annotated `jitguard.dev/exception: grant` asks
+//! for a just-in-time grant instead of denying.
 
 // Documents are read with serde_json's `value["key"]`, which returns Null for a missing
 // key or a non-object and never panics (only its IndexMut can, which is not used here).
@@ -19,6 +20,10 @@
 pub mod matching;
 pub mod suite;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 use serde_json::Value as Json;
 
@@ -54,6 +59,7 @@ pub fn is_constraint(doc: &Json) -> bool {
 }
 
 /// A compiled ConstraintTemplate.
+#[derive(Clone)]
 pub struct Template {
     pub name: String,
     /// The constraint kind it defines (`spec.crd.spec.names.kind`).
@@ -175,8 +181,122 @@ impl Template {
 
 /// `file:line:col: message`, without regorus's multi-line source excerpt.
 fn rego_error(e: &anyhow::Error) -> String {
-    let formatted = crate::policy::source::format_rego_error(&e.to_string());
+    let formatted = crate::text::format_rego_error(&e.to_string());
     crate::text::one_line(formatted.lines().next().unwrap_or_default())
+}
+
+/// The annotation that turns a constraint's violations into findings a just-in-time
+/// grant can lift (`require_grant`): `jitguard.dev/exception: grant`.
+pub const EXCEPTION_ANNOTATION: &str = "jitguard.dev/exception";
+
+/// The Gatekeeper part of a policy snapshot: every template with its constraints.
+#[derive(Clone, Default)]
+pub struct Pack {
+    entries: Vec<(Template, Arc<[Constraint]>)>,
+}
+
+/// What one constraint said about one request.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub constraint: &'a Constraint,
+    pub result: Result<Vec<Violation>, String>,
+}
+
+impl Pack {
+    /// Builds the pack from the ConstraintTemplate and Constraint documents found in the
+    /// policy folder (`(file, document)`). A constraint without its template, or a
+    /// template or constraint that does not compile, refuses the whole change with its
+    /// file and name, as a Rego error does.
+    pub fn build(documents: &[(String, Json)], budget: Duration) -> Result<Self, String> {
+        let mut templates = Vec::new();
+        for (file, doc) in documents.iter().filter(|(_, d)| is_template(d)) {
+            let mut template = Template::compile(doc).map_err(|e| format!("{file}: {e}"))?;
+            template
+                .engine
+                .set_execution_timer_config(ExecutionTimerConfig {
+                    limit: budget.max(Duration::from_millis(1)),
+                    check_interval: std::num::NonZeroU32::MIN.saturating_add(31),
+                });
+            if templates
+                .iter()
+                .any(|(t, _): &(Template, Vec<Constraint>)| t.kind == template.kind)
+            {
+                return Err(format!(
+                    "{file}: a second ConstraintTemplate defines kind {}",
+                    template.kind
+                ));
+            }
+            templates.push((template, Vec::new()));
+        }
+        for (file, doc) in documents.iter().filter(|(_, d)| is_constraint(d)) {
+            let constraint = Constraint::parse(doc).map_err(|e| format!("{file}: {e}"))?;
+            let Some((_, list)) = templates
+                .iter_mut()
+                .find(|(t, _)| t.kind == constraint.kind)
+            else {
+                return Err(format!(
+                    "{file}: {} {}: no ConstraintTemplate in the policy folder defines kind {}",
+                    constraint.kind, constraint.name, constraint.kind
+                ));
+            };
+            list.push(constraint);
+        }
+        Ok(Self {
+            entries: templates
+                .into_iter()
+                .map(|(t, c)| (t, Arc::from(c)))
+                .collect(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Constraint names, for metrics and logs.
+    pub fn constraint_names(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .flat_map(|(_, cs)| cs.iter().map(|c| c.name.as_str()))
+            .collect()
+    }
+
+    /// Evaluates each constraint whose match selects the request (`review`: the
+    /// AdmissionRequest), and only those: Gatekeeper's semantics.
+    pub fn evaluate(&mut self, review: &Json, namespace_labels: Option<&Json>) -> Vec<Outcome<'_>> {
+        let object = if review["object"].is_object() {
+            &review["object"]
+        } else {
+            &review["oldObject"]
+        };
+        let empty = Json::Object(serde_json::Map::new());
+        let labels = match &object["metadata"]["labels"] {
+            Json::Null => &empty,
+            l => l,
+        };
+        let target = matching::Target {
+            group: review["kind"]["group"].as_str().unwrap_or_default(),
+            kind: review["kind"]["kind"].as_str().unwrap_or_default(),
+            namespace: review["namespace"].as_str().unwrap_or_default(),
+            name: review["name"]
+                .as_str()
+                .or_else(|| object["metadata"]["name"].as_str())
+                .unwrap_or_default(),
+            labels,
+            namespace_labels,
+        };
+        let inventory = inventory(&[]);
+        let mut out = Vec::new();
+        for (template, constraints) in &mut self.entries {
+            for constraint in constraints.iter() {
+                if constraint.matcher.selects(&target) {
+                    let result = template.violations(review, &constraint.parameters, &inventory);
+                    out.push(Outcome { constraint, result });
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `package a.b` → `a.b`.
@@ -204,6 +324,8 @@ pub struct Constraint {
     pub parameters: Json,
     pub action: Action,
     pub matcher: matching::Match,
+    /// Annotated `jitguard.dev/exception: grant`: a covering live grant lifts it.
+    pub grant_exception: bool,
 }
 
 impl Constraint {
@@ -229,7 +351,17 @@ impl Constraint {
             }
         };
         let matcher = matching::Match::parse(&doc["spec"]["match"]).map_err(fail)?;
+        let grant_exception = match doc["metadata"]["annotations"][EXCEPTION_ANNOTATION].as_str() {
+            None => false,
+            Some("grant") => true,
+            Some(other) => {
+                return Err(fail(format!(
+                    "annotation {EXCEPTION_ANNOTATION}: {other:?} is not \"grant\""
+                )))
+            }
+        };
         Ok(Self {
+            grant_exception,
             parameters: match &doc["spec"]["parameters"] {
                 Json::Null => Json::Object(serde_json::Map::new()),
                 p => p.clone(),

@@ -197,6 +197,8 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 pub struct PolicySet {
     template: Engine,
     packages: Vec<PackageInfo>,
+    /// Gatekeeper ConstraintTemplates and Constraints found in the folder.
+    gatekeeper: crate::gatekeeper::Pack,
     /// Whether the access package defines workflow parameters.
     has_access: bool,
     /// The evaluation budget (`--eval-timeout`).
@@ -248,8 +250,12 @@ impl PolicySet {
             .map_err(|e| LoadError::compile(&e))?;
         prepare(&mut engine)?;
         check_functions(&engine)?;
+        let gatekeeper =
+            crate::gatekeeper::Pack::build(&sources.gatekeeper_documents()?, options.budget)
+                .map_err(LoadError::Contract)?;
         Ok(Self {
             template: engine,
+            gatekeeper,
             has_access: access.is_some(),
             budget: options.budget,
             packages,
@@ -277,6 +283,11 @@ impl PolicySet {
         self.packages.iter().map(|p| &*p.name).collect()
     }
 
+    /// The Gatekeeper constraints served beside the packages.
+    pub fn constraint_names(&self) -> Vec<&str> {
+        self.gatekeeper.constraint_names()
+    }
+
     pub fn module_count(&self) -> usize {
         self.files
     }
@@ -287,6 +298,7 @@ impl PolicySet {
         PolicyEngine {
             set: Arc::clone(self),
             engine: self.template.clone(),
+            gatekeeper: self.gatekeeper.clone(),
         }
     }
 }
@@ -295,6 +307,7 @@ impl PolicySet {
 pub struct PolicyEngine {
     set: Arc<PolicySet>,
     engine: Engine,
+    gatekeeper: crate::gatekeeper::Pack,
 }
 
 impl PolicyEngine {
@@ -314,6 +327,16 @@ impl PolicyEngine {
     /// within its share of what is left: the package at fault fails alone and the others
     /// still decide. The whole stays within the budget.
     pub fn evaluate(&mut self, input: &Value) -> Evaluation {
+        let mut evaluation = self.evaluate_packages(input);
+        if !self.gatekeeper.is_empty() {
+            evaluation
+                .packages
+                .extend(contract::constraint_results(&mut self.gatekeeper, input));
+        }
+        evaluation
+    }
+
+    fn evaluate_packages(&mut self, input: &Value) -> Evaluation {
         let started = Instant::now();
         let budget = self.set.budget;
         self.engine.set_input(input.clone());
@@ -451,7 +474,7 @@ fn check_functions(engine: &Engine) -> Result<(), LoadError> {
                     | CompilerError::UnknownFunction { .. }
             ) || matches!(&e.error, CompilerError::General { message } if message.contains("Unknown function")) =>
         {
-            Err(LoadError::Compile(source::format_rego_error(
+            Err(LoadError::Compile(crate::text::format_rego_error(
                 &e.to_string(),
             )))
         }
@@ -621,7 +644,7 @@ fn is_time_limit(e: &anyhow::Error) -> bool {
 /// A runtime error as `file:line:col: message`: regorus's text spans several lines (an
 /// arrow, the source line, a caret), which made into one line reads as noise.
 fn runtime_error(e: &anyhow::Error) -> String {
-    let formatted = source::format_rego_error(&e.to_string());
+    let formatted = crate::text::format_rego_error(&e.to_string());
     one_line(formatted.lines().next().unwrap_or_default())
 }
 

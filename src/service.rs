@@ -117,7 +117,7 @@ impl Service {
         };
         let set = PolicySet::load(&config.policies, eval)
             .with_context(|| format!("loading policies from {}", config.policies.display()))?;
-        tracing::info!(packages = ?set.package_names(), "policies loaded");
+        tracing::info!(packages = ?set.package_names(), constraints = ?set.constraint_names(), "policies loaded");
         metrics.policies_loaded.set(set.packages().len() as i64);
         metrics.known_packages(set.package_names());
         let policies = Arc::new(ArcSwap::from_pointee(set));

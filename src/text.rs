@@ -81,6 +81,35 @@ pub fn yaml_documents(text: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
+/// regorus reports `--> file:line:col`, the source line with a caret, then
+/// `error: message`: this puts the location and message first, on one line
+/// (`policies/x.rego:3:5: message`), and keeps the excerpt below.
+pub fn format_rego_error(raw: &str) -> String {
+    let mut location = None;
+    let mut message = None;
+    let mut excerpt = Vec::new();
+    for line in raw.lines() {
+        if let Some(loc) = line.trim_start().strip_prefix("--> ") {
+            location = Some(loc.trim().to_string());
+        } else if let Some(msg) = line.strip_prefix("error: ") {
+            message = Some(msg.trim().to_string());
+        } else if location.is_some() && message.is_none() && line.contains('|') {
+            excerpt.push(line.to_string());
+        }
+    }
+    match (location, message) {
+        (Some(location), Some(message)) => {
+            let mut out = format!("{location}: {message}");
+            for line in excerpt.iter().filter(|l| l.trim() != "|") {
+                out.push('\n');
+                out.push_str(line);
+            }
+            out
+        }
+        _ => raw.trim().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -5,7 +5,10 @@
 
 use regorus::Value;
 
+use std::sync::Arc;
+
 use super::{Enforcement, Finding, PackageInfo, PackageResult, RuleKind, FINDING_RULES};
+use crate::gatekeeper::{Action, Pack};
 
 pub(super) fn package_result(pkg: &PackageInfo, value: &Value) -> PackageResult {
     match parse_package_value(value) {
@@ -94,4 +97,55 @@ fn patch_operation(item: &Value) -> Result<json_patch::PatchOperation, String> {
         .map_err(|e| {
             format!("`patch` must yield JSON Patch operations ({{\"op\", \"path\", \"value\"}}); {item} is not one: {e}")
         })
+}
+
+/// Gatekeeper's constraints that select the request, as packages of their own named by
+/// the constraint, so that a denial reads `[constraint-name] msg` as Gatekeeper prints
+/// it. `enforcementAction` maps to the package's mode (warn → warn, dryrun → audit); a
+/// constraint annotated for exceptions raises `require_grant`, which a grant can lift.
+pub(super) fn constraint_results(pack: &mut Pack, input: &Value) -> Vec<PackageResult> {
+    let Ok(review) = serde_json::to_value(&input["request"]) else {
+        return Vec::new();
+    };
+    let namespace = review
+        .get("namespace")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let labels = serde_json::to_value(&input["jit"]["namespaces"][namespace]["labels"])
+        .ok()
+        .filter(serde_json::Value::is_object);
+    pack.evaluate(&review, labels.as_ref())
+        .into_iter()
+        .map(|outcome| {
+            let c = outcome.constraint;
+            let package: Arc<str> = Arc::from(c.name.as_str());
+            let enforcement = match c.action {
+                Action::Deny => Enforcement::Deny,
+                Action::Warn => Enforcement::Warn,
+                Action::DryRun => Enforcement::Audit,
+            };
+            let rule = if c.grant_exception {
+                RuleKind::RequireGrant
+            } else {
+                RuleKind::Violation
+            };
+            match outcome.result {
+                Ok(violations) => PackageResult {
+                    package,
+                    enforcement,
+                    findings: violations
+                        .into_iter()
+                        .map(|v| Finding {
+                            rule,
+                            msg: v.msg,
+                            details: None,
+                        })
+                        .collect(),
+                    patch: Vec::new(),
+                    error: None,
+                },
+                Err(e) => PackageResult::failed(package, e),
+            }
+        })
+        .collect()
 }

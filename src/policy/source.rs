@@ -33,33 +33,7 @@ impl LoadError {
     /// `error: message`. Put the location and message first, on one line, so that logs
     /// and CI output read `policies/x.rego:3:5: message`, and keep the excerpt below.
     pub(crate) fn compile(err: &anyhow::Error) -> Self {
-        Self::Compile(format_rego_error(&err.to_string()))
-    }
-}
-
-pub(crate) fn format_rego_error(raw: &str) -> String {
-    let mut location = None;
-    let mut message = None;
-    let mut excerpt = Vec::new();
-    for line in raw.lines() {
-        if let Some(loc) = line.trim_start().strip_prefix("--> ") {
-            location = Some(loc.trim().to_string());
-        } else if let Some(msg) = line.strip_prefix("error: ") {
-            message = Some(msg.trim().to_string());
-        } else if location.is_some() && message.is_none() && line.contains('|') {
-            excerpt.push(line.to_string());
-        }
-    }
-    match (location, message) {
-        (Some(location), Some(message)) => {
-            let mut out = format!("{location}: {message}");
-            for line in excerpt.iter().filter(|l| l.trim() != "|") {
-                out.push('\n');
-                out.push_str(line);
-            }
-            out
-        }
-        _ => raw.trim().to_string(),
+        Self::Compile(crate::text::format_rego_error(&err.to_string()))
     }
 }
 
@@ -92,6 +66,8 @@ pub struct Sources {
     pub modules: Vec<SourceFile>,
     pub tests: Vec<SourceFile>,
     pub data: Vec<DataFile>,
+    /// YAML files that hold Gatekeeper ConstraintTemplates or Constraints.
+    pub gatekeeper: Vec<SourceFile>,
     /// Hash of what is served (modules and data, not tests): the reloader compares it.
     pub digest: u64,
 }
@@ -116,12 +92,14 @@ impl Sources {
             modules: Vec::new(),
             tests: Vec::new(),
             data: Vec::new(),
+            gatekeeper: Vec::new(),
             digest: 0,
         };
         sources.walk(root, &mut Vec::new())?;
         sources.modules.sort_by(|a, b| a.path.cmp(&b.path));
         sources.tests.sort_by(|a, b| a.path.cmp(&b.path));
         sources.data.sort_by(|a, b| a.path.cmp(&b.path));
+        sources.gatekeeper.sort_by(|a, b| a.path.cmp(&b.path));
         sources.digest = sources.compute_digest();
         Ok(sources)
     }
@@ -181,6 +159,15 @@ impl Sources {
                     prefix: prefix.clone(),
                     path,
                 });
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                // Gatekeeper's objects are recognised by apiVersion; other YAML (suites,
+                // manifests, kustomization) is not served.
+                let contents = read()?;
+                if contents.contains("templates.gatekeeper.sh/")
+                    || contents.contains("constraints.gatekeeper.sh/")
+                {
+                    self.gatekeeper.push(SourceFile { contents, path });
+                }
             }
         }
         Ok(())
@@ -192,11 +179,41 @@ impl Sources {
             f.path.hash(&mut h);
             f.contents.hash(&mut h);
         }
-        for f in &self.data {
-            f.path.hash(&mut h);
-            f.contents.hash(&mut h);
+        for f in self
+            .data
+            .iter()
+            .map(|d| (&d.path, &d.contents))
+            .chain(self.gatekeeper.iter().map(|g| (&g.path, &g.contents)))
+        {
+            f.0.hash(&mut h);
+            f.1.hash(&mut h);
         }
         h.finish()
+    }
+
+    /// Every ConstraintTemplate and Constraint document of the Gatekeeper files, with the
+    /// file it came from.
+    pub(crate) fn gatekeeper_documents(
+        &self,
+    ) -> Result<Vec<(String, serde_json::Value)>, LoadError> {
+        let mut out = Vec::new();
+        for file in &self.gatekeeper {
+            for (line, doc) in crate::text::yaml_documents(&file.contents) {
+                let value: serde_json::Value = yaml_serde::from_str(doc).map_err(|e| {
+                    let (at, message) = crate::text::yaml_error(&e);
+                    LoadError::Data {
+                        path: file.path.clone(),
+                        message: format!("line {}: {message}", line + at),
+                    }
+                })?;
+                if crate::gatekeeper::is_template(&value)
+                    || crate::gatekeeper::is_constraint(&value)
+                {
+                    out.push((format!("{}:{line}", file.display()), value));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Loads every data document into `engine` under its folder's path.
@@ -294,7 +311,7 @@ mod tests {
     #[test]
     fn rego_errors_are_reformatted_location_first() {
         let raw = "\n--> p/x.rego:3:5\n  |\n3 | foo bar\n  |     ^\nerror: unexpected token";
-        let out = format_rego_error(raw);
+        let out = crate::text::format_rego_error(raw);
         assert!(out.starts_with("p/x.rego:3:5: unexpected token"), "{out}");
         assert!(out.contains("3 | foo bar"), "{out}");
     }

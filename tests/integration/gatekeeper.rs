@@ -47,3 +47,127 @@ fn gatekeeper_library_suites_pass() {
 }
 
 const PASSING: usize = 125;
+
+mod served {
+    use jiff::{SignedDuration, Timestamp};
+
+    use crate::common::{grant, grants_yaml, review, scope, with_label, Options, Server};
+
+    fn server(grants: &[serde_json::Value]) -> Server {
+        Server::with(Options {
+            policies: Some("gatekeeper"),
+            grants: Some(grants_yaml(grants)),
+            ..Options::default()
+        })
+    }
+
+    /// Templates and constraints in the policy folder are served beside the Rego pack:
+    /// denials read as Gatekeeper prints them, only selected constraints are evaluated,
+    /// and warn and dryrun do not deny.
+    #[tokio::test]
+    async fn constraints_in_the_policy_folder_decide_admissions() {
+        let server = server(&[]);
+        let r = server.decide("/validate", &review("pod-create-dev")).await;
+        assert_eq!(r["allowed"], false, "{r}");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("[cost-center-dev] you must provide labels: {\"costcenter\"}"),
+            "{message}"
+        );
+        // Selected constraints only: the Services one, and the others' selectors, stay out.
+        for other in [
+            "cost-center-services",
+            "cost-center-warn",
+            "cost-center-prod",
+        ] {
+            assert!(!message.contains(other), "{message}");
+        }
+        let labelled = with_label(review("pod-create-dev"), "costcenter", "42");
+        assert_eq!(server.decide("/validate", &labelled).await["allowed"], true);
+        let warn = with_label(review("pod-create-dev"), "mode", "warn");
+        let r = server.decide("/validate", &warn).await;
+        assert_eq!(r["allowed"], true, "{r}");
+        assert!(
+            r["warnings"]
+                .to_string()
+                .contains("you must provide labels"),
+            "{r}"
+        );
+        let dryrun = with_label(review("pod-create-dev"), "mode", "dryrun");
+        assert_eq!(server.decide("/validate", &dryrun).await["allowed"], true);
+        // The Rego pack still decides beside them.
+        let forbidden = with_label(labelled, "forbidden", "true");
+        let r = server.decide("/validate", &forbidden).await;
+        assert!(
+            r["status"]["message"]
+                .to_string()
+                .contains("[test.base] objects labelled forbidden=true"),
+            "{r}"
+        );
+    }
+
+    /// A constraint annotated `jitguard.dev/exception: grant` asks for a grant instead of
+    /// denying outright: without one the denial says how to ask; a covering live grant
+    /// lifts it, and the answer names the grant.
+    #[tokio::test]
+    async fn a_grant_lifts_a_constraint_annotated_for_exceptions() {
+        let server = server(&[]);
+        let r = server.decide("/validate", &review("pod-create-prod")).await;
+        assert_eq!(r["allowed"], false, "{r}");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("[cost-center-prod] you must provide labels"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "kubectl jit request --namespace prod --resource pods --operation CREATE"
+            ),
+            "{message}"
+        );
+        let server = server_with_grant();
+        let r = server.decide("/validate", &review("pod-create-prod")).await;
+        assert_eq!(r["allowed"], true, "{r}");
+        assert_eq!(
+            r["auditAnnotations"]["jitguard.dev/grant"],
+            "alice-costcenter"
+        );
+    }
+
+    fn server_with_grant() -> Server {
+        server(&[grant(
+            "alice-costcenter",
+            "alice@example.com",
+            scope(&["CREATE"], &[""], &["pods"], &["prod"], &[]),
+            Timestamp::now() - SignedDuration::from_mins(5),
+            "1h",
+        )])
+    }
+
+    /// A constraint whose kind no template defines refuses the whole policy change, with
+    /// the file and the constraint named; the last good policies keep serving.
+    #[tokio::test]
+    async fn a_constraint_without_its_template_is_refused_with_its_name() {
+        let server = server(&[]);
+        std::fs::write(
+            server.policies().join("broken.yaml"),
+            "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sNoSuchThing\nmetadata:\n  name: orphan\nspec: {}\n",
+        )
+        .unwrap();
+        assert!(
+            server
+                .wait_for_log(
+                    "no ConstraintTemplate in the policy folder defines kind K8sNoSuchThing",
+                    std::time::Duration::from_secs(10)
+                )
+                .await
+        );
+        let r = server.decide("/validate", &review("pod-create-dev")).await;
+        assert!(
+            r["status"]["message"]
+                .to_string()
+                .contains("[cost-center-dev]"),
+            "{r}"
+        );
+    }
+}
