@@ -19,6 +19,7 @@ mod cluster;
 #[path = "../common/session.rs"]
 mod session;
 
+mod gatekeeper;
 mod outage;
 mod overlays;
 mod readme;
