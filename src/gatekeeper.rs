@@ -264,32 +264,11 @@ impl Pack {
     /// Evaluates each constraint whose match selects the request (`review`: the
     /// AdmissionRequest), and only those: Gatekeeper's semantics.
     pub fn evaluate(&mut self, review: &Json, namespace_labels: Option<&Json>) -> Vec<Outcome<'_>> {
-        let object = if review["object"].is_object() {
-            &review["object"]
-        } else {
-            &review["oldObject"]
-        };
-        let empty = Json::Object(serde_json::Map::new());
-        let labels = match &object["metadata"]["labels"] {
-            Json::Null => &empty,
-            l => l,
-        };
-        let target = matching::Target {
-            group: review["kind"]["group"].as_str().unwrap_or_default(),
-            kind: review["kind"]["kind"].as_str().unwrap_or_default(),
-            namespace: review["namespace"].as_str().unwrap_or_default(),
-            name: review["name"]
-                .as_str()
-                .or_else(|| object["metadata"]["name"].as_str())
-                .unwrap_or_default(),
-            labels,
-            namespace_labels,
-        };
         let inventory = inventory(&[]);
         let mut out = Vec::new();
         for (template, constraints) in &mut self.entries {
             for constraint in constraints.iter() {
-                if constraint.matcher.selects(&target) {
+                if constraint.selects(review, namespace_labels) {
                     let result = template.violations(review, &constraint.parameters, &inventory);
                     out.push(Outcome { constraint, result });
                 }
@@ -329,6 +308,32 @@ pub struct Constraint {
 }
 
 impl Constraint {
+    /// Whether `spec.match` selects the review's object (`namespace_labels`: those of
+    /// its namespace, where known).
+    pub fn selects(&self, review: &Json, namespace_labels: Option<&Json>) -> bool {
+        let object = if review["object"].is_object() {
+            &review["object"]
+        } else {
+            &review["oldObject"]
+        };
+        let empty = Json::Object(serde_json::Map::new());
+        let labels = match &object["metadata"]["labels"] {
+            Json::Null => &empty,
+            l => l,
+        };
+        self.matcher.selects(&matching::Target {
+            group: review["kind"]["group"].as_str().unwrap_or_default(),
+            kind: review["kind"]["kind"].as_str().unwrap_or_default(),
+            namespace: review["namespace"].as_str().unwrap_or_default(),
+            name: review["name"]
+                .as_str()
+                .or_else(|| object["metadata"]["name"].as_str())
+                .unwrap_or_default(),
+            labels,
+            namespace_labels,
+        })
+    }
+
     pub fn parse(doc: &Json) -> Result<Self, GatekeeperError> {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         let name = doc["metadata"]["name"]

@@ -182,32 +182,12 @@ fn decide_case(
 /// Whether the constraint's match selects the review's object (namespace labels from
 /// Namespace objects in the inventory).
 fn selected(review: &Json, constraint: &Constraint, objects: &[Json]) -> bool {
-    let object = if review["object"].is_object() {
-        &review["object"]
-    } else {
-        &review["oldObject"]
-    };
     let namespace = review["namespace"].as_str().unwrap_or_default();
     let namespace_labels = objects
         .iter()
         .find(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == namespace)
         .map(|o| &o["metadata"]["labels"]);
-    let empty = Json::Object(serde_json::Map::new());
-    let labels = match &object["metadata"]["labels"] {
-        Json::Null => &empty,
-        l => l,
-    };
-    constraint.matcher.selects(&super::matching::Target {
-        group: review["kind"]["group"].as_str().unwrap_or_default(),
-        kind: review["kind"]["kind"].as_str().unwrap_or_default(),
-        namespace,
-        name: review["name"]
-            .as_str()
-            .or_else(|| object["metadata"]["name"].as_str())
-            .unwrap_or_default(),
-        labels,
-        namespace_labels,
-    })
+    constraint.selects(review, namespace_labels)
 }
 
 fn documents(path: &PathBuf) -> Result<Vec<Json>, String> {
