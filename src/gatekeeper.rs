@@ -67,6 +67,8 @@ pub struct Template {
     /// `data.<package>.violation`.
     query: String,
     engine: Engine,
+    /// The inventory last loaded into `engine`.
+    inventory: Option<Json>,
 }
 
 impl std::fmt::Debug for Template {
@@ -140,6 +142,7 @@ impl Template {
             kind,
             query: format!("data.{package}.violation"),
             engine,
+            inventory: None,
         })
     }
 
@@ -150,30 +153,51 @@ impl Template {
         parameters: &Json,
         inventory: &Json,
     ) -> Result<Vec<Violation>, String> {
-        let input = serde_json::json!({"review": review, "parameters": parameters});
-        self.engine.set_input(Value::from(input));
+        self.set_inventory(inventory)?;
+        self.evaluate(Value::from(review.clone()), Value::from(parameters.clone()))
+    }
+
+    /// Replaces `data.inventory` (the engine re-prepares after a data change: done only
+    /// when the inventory changes, never per request).
+    fn set_inventory(&mut self, inventory: &Json) -> Result<(), String> {
+        if self.inventory.as_ref() == Some(inventory) {
+            return Ok(());
+        }
         let mut data = serde_json::Map::new();
         data.insert("inventory".into(), inventory.clone());
         self.engine.clear_data();
         self.engine
             .add_data(Value::from(Json::Object(data)))
             .map_err(|e| e.to_string())?;
+        self.inventory = Some(inventory.clone());
+        Ok(())
+    }
+
+    /// One evaluation, with the review and parameters already as policy values (shared
+    /// by every constraint of a request).
+    fn evaluate(&mut self, review: Value, parameters: Value) -> Result<Vec<Violation>, String> {
+        let mut input = std::collections::BTreeMap::new();
+        input.insert(Value::from("review"), review);
+        input.insert(Value::from("parameters"), parameters);
+        self.engine.set_input(Value::from(input));
         let value = self
             .engine
             .eval_rule(self.query.clone())
             .map_err(|e| rego_error(&e))?;
-        let json = serde_json::to_value(&value).map_err(|e| e.to_string())?;
-        let items = match json {
-            Json::Array(items) => items,
-            Json::Null => Vec::new(),
-            Json::String(s) if s == "<undefined>" => Vec::new(),
+        let items = match &value {
+            Value::Set(items) => items.iter().cloned().collect::<Vec<_>>(),
+            Value::Array(items) => items.iter().cloned().collect(),
+            Value::Undefined | Value::Null => Vec::new(),
             other => return Err(format!("violation must be a set, not {other}")),
         };
         Ok(items
             .into_iter()
             .map(|item| Violation {
-                msg: item["msg"].as_str().unwrap_or_default().to_string(),
-                details: item.get("details").cloned().unwrap_or(Json::Null),
+                msg: item["msg"]
+                    .as_string()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                details: serde_json::to_value(&item["details"]).unwrap_or(Json::Null),
             })
             .collect())
     }
@@ -265,11 +289,15 @@ impl Pack {
     /// AdmissionRequest), and only those: Gatekeeper's semantics.
     pub fn evaluate(&mut self, review: &Json, namespace_labels: Option<&Json>) -> Vec<Outcome<'_>> {
         let inventory = inventory(&[]);
+        // Converted once per request; each constraint's input shares it.
+        let review_value = Value::from(review.clone());
         let mut out = Vec::new();
         for (template, constraints) in &mut self.entries {
             for constraint in constraints.iter() {
                 if constraint.selects(review, namespace_labels) {
-                    let result = template.violations(review, &constraint.parameters, &inventory);
+                    let result = template.set_inventory(&inventory).and_then(|()| {
+                        template.evaluate(review_value.clone(), constraint.parameters_value.clone())
+                    });
                     out.push(Outcome { constraint, result });
                 }
             }
@@ -305,6 +333,8 @@ pub struct Constraint {
     pub matcher: matching::Match,
     /// Annotated `jitguard.dev/exception: grant`: a covering live grant lifts it.
     pub grant_exception: bool,
+    /// `parameters` as a policy value, converted once.
+    parameters_value: Value,
 }
 
 impl Constraint {
@@ -365,12 +395,14 @@ impl Constraint {
                 )))
             }
         };
+        let parameters = match &doc["spec"]["parameters"] {
+            Json::Null => Json::Object(serde_json::Map::new()),
+            p => p.clone(),
+        };
         Ok(Self {
             grant_exception,
-            parameters: match &doc["spec"]["parameters"] {
-                Json::Null => Json::Object(serde_json::Map::new()),
-                p => p.clone(),
-            },
+            parameters_value: Value::from(parameters.clone()),
+            parameters,
             kind,
             name,
             action,
