@@ -229,7 +229,15 @@ fn phases(c: &mut Criterion) {
     group.bench_function("parse", |b| {
         b.iter(|| jitguard::admission::parse(&body).expect("parses"))
     });
-    let mut input = jitguard::admission::parse(&body).expect("parses").review;
+    let input = evaluation_input(&body);
+    group.bench_function("evaluate", |b| b.iter(|| engine.evaluate(&input)));
+    group.finish();
+}
+
+/// The policy input for a fixture: the AdmissionReview with `input.jit` (the time, no
+/// grants), as a worker builds it.
+fn evaluation_input(body: &[u8]) -> regorus::Value {
+    let mut input = jitguard::admission::parse(body).expect("parses").review;
     if let Ok(obj) = input.as_object_mut() {
         let mut jit = std::collections::BTreeMap::new();
         jit.insert(
@@ -242,8 +250,7 @@ fn phases(c: &mut Criterion) {
         );
         obj.insert(regorus::Value::from("jit"), regorus::Value::from(jit));
     }
-    group.bench_function("evaluate", |b| b.iter(|| engine.evaluate(&input)));
-    group.finish();
+    input
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -306,19 +313,7 @@ fn gatekeeper(c: &mut Criterion) {
         with.packages().len()
     );
     let body = fixture("pod-create-prod");
-    let mut input = jitguard::admission::parse(&body).expect("parses").review;
-    if let Ok(obj) = input.as_object_mut() {
-        let mut jit = std::collections::BTreeMap::new();
-        jit.insert(
-            regorus::Value::from("now_ns"),
-            regorus::Value::from(1_767_268_800_000_000_000_i64),
-        );
-        jit.insert(
-            regorus::Value::from("grants"),
-            regorus::Value::from(Vec::<regorus::Value>::new()),
-        );
-        obj.insert(regorus::Value::from("jit"), regorus::Value::from(jit));
-    }
+    let input = evaluation_input(&body);
     let mut alone = Arc::new(shipped_pack()).engine();
     let mut beside = Arc::new(with).engine();
     let selected = beside.evaluate(&input).packages.len() - alone.evaluate(&input).packages.len();

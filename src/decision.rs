@@ -37,6 +37,10 @@ impl Webhook {
     }
 }
 
+/// How a finding of a package in warn or audit mode starts in the answer's warnings
+/// (`would deny (audit): msg`); dry-run lists those findings itself and skips them.
+pub const WOULD_DENY: &str = "would deny";
+
 /// What to do when a package cannot decide (runtime error, time-out, broken contract).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -195,7 +199,7 @@ pub fn decide(
                 RuleKind::Deny | RuleKind::Violation if mode.enforced() => denies.push(line),
                 RuleKind::RequireGrant if mode.enforced() => needs_grant.push(line),
                 RuleKind::Deny | RuleKind::Violation | RuleKind::RequireGrant => {
-                    warnings.push(format!("would deny ({}): {}", mode.name(), finding.msg));
+                    warnings.push(format!("{WOULD_DENY} ({}): {}", mode.name(), finding.msg));
                     would_deny.push(line);
                 }
                 RuleKind::Warn => warnings.push(finding.msg.clone()),

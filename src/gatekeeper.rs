@@ -250,6 +250,10 @@ impl Pack {
                     template.kind
                 ));
             }
+            // The server has no inventory yet: loaded once, not per request.
+            template
+                .set_inventory(&inventory(&[]))
+                .map_err(|e| format!("{file}: {e}"))?;
             templates.push((template, Vec::new()));
         }
         for (file, doc) in documents.iter().filter(|(_, d)| is_constraint(d)) {
@@ -287,23 +291,49 @@ impl Pack {
 
     /// Evaluates each constraint whose match selects the request (`review`: the
     /// AdmissionRequest), and only those: Gatekeeper's semantics.
-    pub fn evaluate(&mut self, review: &Json, namespace_labels: Option<&Json>) -> Vec<Outcome<'_>> {
-        let inventory = inventory(&[]);
-        // Converted once per request; each constraint's input shares it.
-        let review_value = Value::from(review.clone());
+    pub fn evaluate(
+        &mut self,
+        review: &Value,
+        namespace_labels: Option<&Json>,
+    ) -> Vec<Outcome<'_>> {
+        // What matching reads, taken out of the review once; the review itself goes to
+        // every template as it is (a policy value, cloned by reference), never converted.
+        let matched = match_fields(review);
         let mut out = Vec::new();
         for (template, constraints) in &mut self.entries {
             for constraint in constraints.iter() {
-                if constraint.selects(review, namespace_labels) {
-                    let result = template.set_inventory(&inventory).and_then(|()| {
-                        template.evaluate(review_value.clone(), constraint.parameters_value.clone())
-                    });
+                if constraint.selects(&matched, namespace_labels) {
+                    let result =
+                        template.evaluate(review.clone(), constraint.parameters_value.clone());
                     out.push(Outcome { constraint, result });
                 }
             }
         }
         out
     }
+}
+
+/// The parts of an AdmissionRequest that `spec.match` reads (kind, namespace, name, and
+/// the object's name and labels), as the JSON [`Constraint::selects`] takes.
+fn match_fields(review: &Value) -> Json {
+    let json = |v: &Value| match v {
+        Value::Undefined => Json::Null,
+        v => serde_json::to_value(v).unwrap_or(Json::Null),
+    };
+    let metadata = |key: &str| {
+        let m = &review[key]["metadata"];
+        serde_json::json!({"name": json(&m["name"]), "labels": json(&m["labels"])})
+    };
+    let object = match &review["object"] {
+        Value::Object(_) => "object",
+        _ => "oldObject",
+    };
+    serde_json::json!({
+        "kind": json(&review["kind"]),
+        "namespace": json(&review["namespace"]),
+        "name": json(&review["name"]),
+        "object": {"metadata": metadata(object)},
+    })
 }
 
 /// `package a.b` → `a.b`.

@@ -244,7 +244,11 @@ fn render(args: &DryRunArgs, results: &Results) -> String {
                     w!(out, "      error: {e}");
                 }
                 // A would-deny warning repeats a finding listed above.
-                for w in d.warnings.iter().filter(|w| !w.starts_with("would deny (")) {
+                for w in d
+                    .warnings
+                    .iter()
+                    .filter(|w| !w.starts_with(crate::decision::WOULD_DENY))
+                {
                     w!(out, "      warning: {w}");
                 }
                 if let Some(request) = &d.request_access {

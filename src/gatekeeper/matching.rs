@@ -99,11 +99,8 @@ impl Match {
             _ => {}
         }
         // Namespace lists apply to namespaced objects (and to a Namespace, by its name).
-        let namespace = if t.namespace.is_empty() && t.kind == "Namespace" && t.group.is_empty() {
-            t.name
-        } else {
-            t.namespace
-        };
+        let is_namespace = t.namespace.is_empty() && t.kind == "Namespace" && t.group.is_empty();
+        let namespace = if is_namespace { t.name } else { t.namespace };
         if !namespace.is_empty() {
             if let Some(list) = &self.namespaces {
                 if !list.iter().any(|p| glob(p, namespace)) {
@@ -125,14 +122,16 @@ impl Match {
             }
         }
         if let Some(selector) = &self.namespace_labels {
-            match t.namespace_labels {
-                Some(labels) => {
-                    if !selector.selects(labels) {
-                        return false;
-                    }
-                }
-                // Not known: not selected (Gatekeeper cannot match an unknown namespace).
-                None => return false,
+            // A Namespace is matched by its own labels. Where the namespace's labels are
+            // not known (a namespace created a moment ago, a cluster-scoped object) the
+            // constraint is evaluated: skipping it would let the request through unchecked.
+            let labels = if is_namespace {
+                Some(t.labels)
+            } else {
+                t.namespace_labels
+            };
+            if labels.is_some_and(|l| !selector.selects(l)) {
+                return false;
             }
         }
         true
@@ -257,5 +256,24 @@ mod tests {
             &json!({"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}})
         )
         .is_err());
+    }
+
+    /// namespaceSelector never lets a request skip a constraint by its namespace being
+    /// unknown, and a Namespace is matched by its own labels.
+    #[test]
+    fn a_namespace_selector_fails_closed_and_reads_a_namespaces_own_labels() {
+        let m =
+            Match::parse(&json!({"namespaceSelector": {"matchLabels": {"tier": "prod"}}})).unwrap();
+        let none = json!({});
+        let prod = json!({"tier": "prod"});
+        let dev = json!({"tier": "dev"});
+        let mut pod = target("Pod", "shop", &none);
+        assert!(m.selects(&pod), "unknown namespace labels: evaluated");
+        pod.namespace_labels = Some(&prod);
+        assert!(m.selects(&pod));
+        pod.namespace_labels = Some(&dev);
+        assert!(!m.selects(&pod));
+        assert!(m.selects(&target("Namespace", "", &prod)));
+        assert!(!m.selects(&target("Namespace", "", &dev)));
     }
 }

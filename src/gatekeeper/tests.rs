@@ -103,3 +103,28 @@ fn the_inventory_is_keyed_as_gatekeeper_syncs_it() {
         "Namespace"
     );
 }
+
+#[test]
+fn a_cluster_scoped_review_has_no_namespace_for_matching() {
+    let mut t = template(OWNER);
+    t["metadata"]["name"] = json!("owner");
+    let namespaced = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sRequiredOwner",
+        "metadata": {"name": "namespaced-only"}, "spec": {"match": {"scope": "Namespaced"}, "parameters": {"label": "owner"}}});
+    let docs = vec![("t".to_string(), t), ("c".to_string(), namespaced)];
+    let mut pack = Pack::build(&docs, std::time::Duration::from_millis(250)).unwrap();
+    let role = Value::from(
+        json!({"kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "ClusterRole"},
+        "name": "r", "operation": "CREATE", "object": {"metadata": {"name": "r"}}}),
+    );
+    assert!(pack.evaluate(&role, None).is_empty());
+    let pod = Value::from(
+        json!({"kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "dev",
+        "name": "web", "operation": "CREATE", "object": {"metadata": {"name": "web"}}}),
+    );
+    let outcomes = pack.evaluate(&pod, None);
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(
+        outcomes[0].result.as_ref().unwrap()[0].msg,
+        "web needs the label owner"
+    );
+}

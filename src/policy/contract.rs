@@ -104,17 +104,15 @@ fn patch_operation(item: &Value) -> Result<json_patch::PatchOperation, String> {
 /// it. `enforcementAction` maps to the package's mode (warn → warn, dryrun → audit); a
 /// constraint annotated for exceptions raises `require_grant`, which a grant can lift.
 pub(super) fn constraint_results(pack: &mut Pack, input: &Value) -> Vec<PackageResult> {
-    let Ok(review) = serde_json::to_value(&input["request"]) else {
-        return Vec::new();
-    };
-    let namespace = review
-        .get("namespace")
-        .and_then(serde_json::Value::as_str)
+    let review = &input["request"];
+    let namespace = review["namespace"]
+        .as_string()
+        .map(|s| s.to_string())
         .unwrap_or_default();
-    let labels = serde_json::to_value(&input["jit"]["namespaces"][namespace]["labels"])
+    let labels = serde_json::to_value(&input["jit"]["namespaces"][namespace.as_str()]["labels"])
         .ok()
         .filter(serde_json::Value::is_object);
-    pack.evaluate(&review, labels.as_ref())
+    pack.evaluate(review, labels.as_ref())
         .into_iter()
         .map(|outcome| {
             let c = outcome.constraint;
