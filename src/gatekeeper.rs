@@ -17,7 +17,9 @@
 // key or a non-object and never panics (only its IndexMut can, which is not used here).
 #![allow(clippy::indexing_slicing)]
 
+mod dialect;
 pub mod matching;
+mod schema;
 pub mod suite;
 
 use std::sync::Arc;
@@ -69,6 +71,8 @@ pub struct Template {
     engine: Engine,
     /// The inventory last loaded into `engine`.
     inventory: Option<Json>,
+    /// `spec.crd.spec.validation.openAPIV3Schema`: what its constraints' parameters must be.
+    schema: Json,
 }
 
 impl std::fmt::Debug for Template {
@@ -119,6 +123,14 @@ impl Template {
             Some(source) => (&source["rego"], &source["libs"]),
             None => (&target["rego"], &target["libs"]),
         };
+        // Gatekeeper reads `targets[].rego` as Rego v0; the Rego engine's `code` entry may
+        // say `version: v1`.
+        let v0 = match rego_source.map(|s| &s["version"]) {
+            None | Some(Json::Null) => true,
+            Some(v) if v == "v0" => true,
+            Some(v) if v == "v1" => false,
+            Some(other) => return Err(fail(format!("Rego version {other} is not v0 or v1"))),
+        };
         let rego = rego
             .as_str()
             .filter(|r| !r.trim().is_empty())
@@ -127,14 +139,14 @@ impl Template {
             })?;
         let package = package_of(rego).ok_or_else(|| fail("its Rego has no package".into()))?;
         let mut engine = Engine::new();
-        engine.set_rego_v0(true);
+        engine.set_rego_v0(v0);
         engine
-            .add_policy(format!("{name}.rego"), rego.to_string())
+            .add_policy(format!("{name}.rego"), dialect::as_opa_reads_it(rego))
             .map_err(|e| fail(rego_error(&e)))?;
         for (i, lib) in libs.as_array().into_iter().flatten().enumerate() {
             let lib = lib.as_str().unwrap_or_default();
             engine
-                .add_policy(format!("{name}.lib{i}.rego"), lib.to_string())
+                .add_policy(format!("{name}.lib{i}.rego"), dialect::as_opa_reads_it(lib))
                 .map_err(|e| fail(rego_error(&e)))?;
         }
         Ok(Self {
@@ -143,7 +155,24 @@ impl Template {
             query: format!("data.{package}.violation"),
             engine,
             inventory: None,
+            schema: doc["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"].clone(),
         })
+    }
+
+    /// A constraint of this template with its parameters checked against the template's
+    /// schema and its defaults filled in, as the API server admits a constraint.
+    pub fn admit(&self, mut constraint: Constraint) -> Result<Constraint, GatekeeperError> {
+        let parameters =
+            schema::check(&self.schema, &constraint.parameters).map_err(|problem| {
+                GatekeeperError::Constraint {
+                    kind: constraint.kind.clone(),
+                    name: constraint.name.clone(),
+                    problem,
+                }
+            })?;
+        constraint.parameters_value = Value::from(parameters.clone());
+        constraint.parameters = parameters;
+        Ok(constraint)
     }
 
     /// The violations for one review with one constraint's parameters and the inventory.
@@ -258,7 +287,7 @@ impl Pack {
         }
         for (file, doc) in documents.iter().filter(|(_, d)| is_constraint(d)) {
             let constraint = Constraint::parse(doc).map_err(|e| format!("{file}: {e}"))?;
-            let Some((_, list)) = templates
+            let Some((template, list)) = templates
                 .iter_mut()
                 .find(|(t, _)| t.kind == constraint.kind)
             else {
@@ -267,7 +296,11 @@ impl Pack {
                     constraint.kind, constraint.name, constraint.kind
                 ));
             };
-            list.push(constraint);
+            list.push(
+                template
+                    .admit(constraint)
+                    .map_err(|e| format!("{file}: {e}"))?,
+            );
         }
         Ok(Self {
             entries: templates

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
+use crate::policy::RuleKind;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -21,6 +22,14 @@ const REJECTED_REASONS: [&str; 5] = [
     "internal",
 ];
 
+/// The rules whose findings are counted (a patch is not a finding about the request).
+const FINDING_RULES: [RuleKind; 4] = [
+    RuleKind::Deny,
+    RuleKind::Violation,
+    RuleKind::RequireGrant,
+    RuleKind::Warn,
+];
+
 /// The controller's counted steps (`jitguard_controller_actions_total`).
 const CONTROLLER_ACTIONS: [&str; 3] = ["provision", "reap", "status"];
 
@@ -31,6 +40,7 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub rejected: IntCounterVec,
     pub policy_errors: IntCounterVec,
+    pub policy_findings: IntCounterVec,
     pub policy_reloads: IntCounterVec,
     pub policies_loaded: IntGauge,
     pub tls_reloads: IntCounterVec,
@@ -108,6 +118,12 @@ impl Metrics {
                 "jitguard_policy_errors_total",
                 "Evaluations in which a policy package could not decide (runtime error, time-out, broken contract).",
                 &["package"],
+            )?,
+            policy_findings: counter(
+                &registry,
+                "jitguard_policy_findings_total",
+                "Findings per package or Gatekeeper constraint, by rule (deny, violation, require_grant, warn), whether or not they were enforced.",
+                &["package", "rule"],
             )?,
             policy_reloads: counter(
                 &registry,
@@ -189,11 +205,15 @@ impl Metrics {
         self
     }
 
-    /// `jitguard_policy_errors_total` at zero for each package now served (at start-up
-    /// and after each reload).
+    /// `jitguard_policy_errors_total` and `jitguard_policy_findings_total` at zero for each
+    /// package and Gatekeeper constraint now served (at start-up and after each reload).
     pub fn known_packages<'a>(&self, packages: impl IntoIterator<Item = &'a str>) {
         for package in packages {
             self.policy_errors.with_label_values(&[package]);
+            for rule in FINDING_RULES {
+                self.policy_findings
+                    .with_label_values(&[package, rule.name()]);
+            }
         }
     }
 

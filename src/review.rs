@@ -17,7 +17,7 @@ use crate::grant::GrantCheck;
 use crate::grant::{self, AccessRequest, GrantStore};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
-use crate::policy::{Evaluation, PolicyEngine, PolicySet};
+use crate::policy::{Evaluation, PolicyEngine, PolicySet, RuleKind};
 use crate::request::{Operation, RequestInfo};
 
 /// What every worker shares: the current policies, the grant cache and the sinks.
@@ -162,11 +162,19 @@ impl Worker {
         let evaluation = self.engine().evaluate(&input.review);
         let options = self.reviewer.options;
         let metrics = &self.reviewer.metrics;
-        for pkg in evaluation.packages.iter().filter(|p| p.error.is_some()) {
-            metrics
-                .policy_errors
-                .with_label_values(&[&pkg.package])
-                .inc();
+        for pkg in &evaluation.packages {
+            if pkg.error.is_some() {
+                metrics
+                    .policy_errors
+                    .with_label_values(&[&pkg.package])
+                    .inc();
+            }
+            for finding in pkg.findings.iter().filter(|f| f.rule != RuleKind::Patch) {
+                metrics
+                    .policy_findings
+                    .with_label_values(&[&pkg.package, finding.rule.name()])
+                    .inc();
+            }
         }
 
         let check = if decision::needs_grant(&evaluation, options) {

@@ -119,7 +119,11 @@ impl Service {
             .with_context(|| format!("loading policies from {}", config.policies.display()))?;
         tracing::info!(packages = ?set.package_names(), constraints = ?set.constraint_names(), "policies loaded");
         metrics.policies_loaded.set(set.packages().len() as i64);
-        metrics.known_packages(set.package_names());
+        metrics.known_packages(
+            set.package_names()
+                .into_iter()
+                .chain(set.constraint_names()),
+        );
         let policies = Arc::new(ArcSwap::from_pointee(set));
         let policy_watch = watch_policies(
             config.policies.clone(),
@@ -372,7 +376,11 @@ fn watch_policies(
                 refused = None;
                 tracing::info!(generation = set.generation(), packages = ?set.package_names(), "policies reloaded");
                 metrics.policies_loaded.set(set.packages().len() as i64);
-                metrics.known_packages(set.package_names());
+                metrics.known_packages(
+                    set.package_names()
+                        .into_iter()
+                        .chain(set.constraint_names()),
+                );
                 metrics.policy_reloads.with_label_values(&["success"]).inc();
                 policies.store(Arc::new(set));
             }

@@ -103,6 +103,7 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
                         constraint.kind, template.kind
                     ));
                 }
+                let constraint = template.admit(constraint).map_err(|e| e.to_string())?;
                 Ok((template, constraint))
             });
         let (mut template, constraint) = match prepared {
