@@ -73,6 +73,10 @@ pub struct Template {
     inventory: Option<Json>,
     /// `spec.crd.spec.validation.openAPIV3Schema`: what its constraints' parameters must be.
     schema: Json,
+    /// Whether its Rego may read `data.inventory` (a referential template): only those
+    /// are given the inventory, whose every change re-prepares the engine. Erring
+    /// towards yes: any mention of `inventory` or a computed `data[...]` reference.
+    referential: bool,
 }
 
 impl std::fmt::Debug for Template {
@@ -156,6 +160,14 @@ impl Template {
             engine,
             inventory: None,
             schema: doc["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"].clone(),
+            referential: std::iter::once(rego)
+                .chain(
+                    libs.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Json::as_str),
+                )
+                .any(|r| r.contains("inventory") || r.contains("data[")),
         })
     }
 
@@ -312,6 +324,16 @@ impl Pack {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Replaces `data.inventory` for the referential templates.
+    pub fn set_inventory(&mut self, inventory: &Json) -> Result<(), String> {
+        for (template, _) in self.entries.iter_mut().filter(|(t, _)| t.referential) {
+            template
+                .set_inventory(inventory)
+                .map_err(|e| format!("ConstraintTemplate {}: {e}", template.name))?;
+        }
+        Ok(())
     }
 
     /// Constraint names, for metrics and logs.

@@ -56,8 +56,26 @@ pub struct Item {
     pub review_file: bool,
 }
 
+/// What a set of manifest files holds.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    /// The AdmissionReviews to decide, in path order.
+    pub items: Vec<Item>,
+    /// Gatekeeper ConstraintTemplates and Constraints (`(file:line, document)`): policy,
+    /// not objects to decide, as `gator test` reads them.
+    pub gatekeeper: Vec<(String, Value)>,
+    /// Every object (an AdmissionReview's `request.object`): Gatekeeper's inventory for
+    /// referential templates, as `gator test` fills it from its files.
+    pub objects: Vec<Value>,
+}
+
 /// Reads files and folders (recursively) into AdmissionReviews, in path order.
 pub fn load(paths: &[PathBuf], requester: &Requester) -> Result<Vec<Item>, ManifestError> {
+    read(paths, requester).map(|m| m.items)
+}
+
+/// As [`load`], with Gatekeeper's documents set apart and the objects kept.
+pub fn read(paths: &[PathBuf], requester: &Requester) -> Result<Manifests, ManifestError> {
     let mut files = Vec::new();
     for path in paths {
         collect(path, &mut files)?;
@@ -65,7 +83,7 @@ pub fn load(paths: &[PathBuf], requester: &Requester) -> Result<Vec<Item>, Manif
             return Err(ManifestError::Empty(path.clone()));
         }
     }
-    let mut items = Vec::new();
+    let mut out = Manifests::default();
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io {
             path: file.clone(),
@@ -82,14 +100,14 @@ pub fn load(paths: &[PathBuf], requester: &Requester) -> Result<Vec<Item>, Manif
                 err(at, message)
             })?;
             let source = format!("{}:{line}", file.display());
-            wrap_document(value, &source, requester, &mut items).map_err(|m| err(0, m))?;
+            wrap_document(value, &source, requester, &mut out).map_err(|m| err(0, m))?;
         }
     }
-    if items.is_empty() {
+    if out.items.is_empty() {
         let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(ManifestError::NoObjects(named.join(", ")));
     }
-    Ok(items)
+    Ok(out)
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
@@ -130,8 +148,13 @@ fn wrap_document(
     value: Value,
     source: &str,
     requester: &Requester,
-    items: &mut Vec<Item>,
+    out: &mut Manifests,
 ) -> Result<(), String> {
+    if crate::gatekeeper::is_template(&value) || crate::gatekeeper::is_constraint(&value) {
+        out.gatekeeper.push((source.to_string(), value));
+        return Ok(());
+    }
+    let items = &mut out.items;
     let kind = value
         .get("kind")
         .and_then(Value::as_str)
@@ -157,7 +180,13 @@ fn wrap_document(
                 )
             );
             let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
-            items.push(Item {
+            if let Some(object) = request
+                .and_then(|r| r.get("object"))
+                .filter(|o| o.is_object())
+            {
+                out.objects.push(object.clone());
+            }
+            out.items.push(Item {
                 source: source.to_string(),
                 label,
                 body,
@@ -173,7 +202,7 @@ fn wrap_document(
                 .enumerate()
             {
                 let source = format!("{source} (item {i})");
-                wrap_document(item.clone(), &source, requester, items)?;
+                wrap_document(item.clone(), &source, requester, out)?;
             }
         }
         ("", _) | (_, "") => {
@@ -205,6 +234,7 @@ fn wrap_document(
                 body: serde_json::to_vec(&review).map_err(|e| e.to_string())?,
                 review_file: false,
             });
+            out.objects.push(value);
         }
     }
     Ok(())

@@ -225,6 +225,16 @@ impl PolicySet {
 
     /// Compiles sources (tests excluded) into a snapshot ready to serve.
     pub fn compile(sources: &Sources, options: EvalOptions) -> Result<Self, LoadError> {
+        Self::compile_with(sources, &[], options)
+    }
+
+    /// As [`PolicySet::compile`], with Gatekeeper templates and constraints from elsewhere
+    /// (`(where, document)`: `dry-run`'s files) beside those of the folder.
+    pub fn compile_with(
+        sources: &Sources,
+        gatekeeper: &[(String, serde_json::Value)],
+        options: EvalOptions,
+    ) -> Result<Self, LoadError> {
         let mut engine = new_engine(options);
         for module in &sources.modules {
             check_rule_shapes(module)?;
@@ -250,9 +260,10 @@ impl PolicySet {
             .map_err(|e| LoadError::compile(&e))?;
         prepare(&mut engine)?;
         check_functions(&engine)?;
-        let gatekeeper =
-            crate::gatekeeper::Pack::build(&sources.gatekeeper_documents()?, options.budget)
-                .map_err(LoadError::Contract)?;
+        let mut documents = sources.gatekeeper_documents()?;
+        documents.extend_from_slice(gatekeeper);
+        let gatekeeper = crate::gatekeeper::Pack::build(&documents, options.budget)
+            .map_err(LoadError::Contract)?;
         Ok(Self {
             template: engine,
             gatekeeper,
@@ -286,6 +297,13 @@ impl PolicySet {
     /// The Gatekeeper constraints served beside the packages.
     pub fn constraint_names(&self) -> Vec<&str> {
         self.gatekeeper.constraint_names()
+    }
+
+    /// Fills Gatekeeper's `data.inventory` with these objects, for the templates that
+    /// read it (before the set is shared: workers' engines are cloned from it).
+    pub fn set_inventory(&mut self, objects: &[serde_json::Value]) -> Result<(), String> {
+        self.gatekeeper
+            .set_inventory(&crate::gatekeeper::inventory(objects))
     }
 
     pub fn module_count(&self) -> usize {

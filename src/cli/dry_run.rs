@@ -14,7 +14,7 @@ use super::w;
 use super::exit;
 use crate::decision::{Options, Verdict, Webhook};
 use crate::manifest::{self, Requester};
-use crate::policy::{EvalOptions, PolicySet, RuleKind};
+use crate::policy::{EvalOptions, PolicySet, RuleKind, Sources};
 use crate::request::Operation;
 use crate::review::{Reviewed, Reviewer, Worker};
 
@@ -105,7 +105,6 @@ type Results = Vec<(manifest::Item, Reviewed)>;
 
 /// Errors here are "nothing was decided" (exit 2) and name the file and line.
 fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
-    let set = PolicySet::load(&args.policies, EvalOptions::default()).map_err(|e| e.to_string())?;
     let requester = Requester {
         user: args.user.clone().unwrap_or_else(|| "dry-run-user".into()),
         groups: if args.groups.is_empty() {
@@ -115,7 +114,14 @@ fn decide_all(args: &DryRunArgs) -> Result<Results, String> {
         },
         operation: args.operation.unwrap_or(Operation::Create),
     };
-    let items = manifest::load(&args.files, &requester).map_err(|e| e.to_string())?;
+    let manifests = manifest::read(&args.files, &requester).map_err(|e| e.to_string())?;
+    // Templates and constraints among the files are policy beside the folder's, and
+    // the objects are the inventory, as `gator test` reads its files.
+    let sources = Sources::read(&args.policies).map_err(|e| e.to_string())?;
+    let mut set = PolicySet::compile_with(&sources, &manifests.gatekeeper, EvalOptions::default())
+        .map_err(|e| e.to_string())?;
+    set.set_inventory(&manifests.objects)?;
+    let items = manifests.items;
     let mut worker = Worker::new(
         Reviewer::offline(Arc::new(ArcSwap::from_pointee(set)), args.grants.as_deref())
             .map_err(|e| e.to_string())?,

@@ -46,6 +46,68 @@ fn gatekeeper_library_suites_pass() {
 
 const PASSING: usize = 129;
 
+/// `dry-run -f` reads templates and constraints among its files as `gator test` does:
+/// policy beside the folder's, not objects to decide; and every object in the files is
+/// the inventory, so a referential template (unique Ingress hosts) sees the others.
+#[test]
+fn dry_run_decides_manifests_with_the_files_templates_constraints_and_inventory() {
+    let sample =
+        root().join("../shared/conformance/gatekeeper-library/library/general/uniqueingresshost");
+    let at = |p: &str| sample.join(p).display().to_string();
+    let policies = root().join("tests/fixtures/policies/gatekeeper");
+    let policies = policies.to_str().unwrap();
+    let (template, constraint) = (
+        at("template.yaml"),
+        at("samples/unique-ingress-host/constraint.yaml"),
+    );
+    let ingress = at("samples/unique-ingress-host/example_disallowed.yaml");
+    let other = at("samples/unique-ingress-host/example_inventory_disallowed.yaml");
+    let (code, out, err) = crate::common::run(&[
+        "dry-run",
+        "--policies",
+        policies,
+        "-f",
+        &template,
+        &constraint,
+        &ingress,
+        &other,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    // Two objects decided (the template and constraint are not), each in conflict with
+    // the other through the inventory.
+    assert_eq!(out.matches("DENY  Ingress").count(), 2, "{out}");
+    assert!(
+        out.contains("[unique-ingress-host] violation: ingress host conflicts with an existing ingress <example-host.example.com>"),
+        "{out}"
+    );
+    assert!(!out.contains("ConstraintTemplate"), "{out}");
+    // Alone, the Ingress has nothing to conflict with.
+    let (code, out, err) = crate::common::run(&[
+        "dry-run",
+        "--policies",
+        policies,
+        "-f",
+        &template,
+        &constraint,
+        &ingress,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A constraint in the files without its template is refused, naming it.
+    let (code, _, err) = crate::common::run(&[
+        "dry-run",
+        "--policies",
+        policies,
+        "-f",
+        &constraint,
+        &ingress,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unique-ingress-host: no ConstraintTemplate"),
+        "{err}"
+    );
+}
+
 mod served {
     use jiff::{SignedDuration, Timestamp};
 
