@@ -70,6 +70,7 @@ fn worker() -> Worker {
         audit: Audit::disabled(),
         metrics: Metrics::new().expect("metrics"),
         controller: jitguard::review::DEFAULT_CONTROLLER.into(),
+        gatekeeper: jitguard::gatekeeper::feed::ClusterFeed::none(),
     })
 }
 

@@ -18,6 +18,7 @@
 #![allow(clippy::indexing_slicing)]
 
 mod dialect;
+pub mod feed;
 pub mod matching;
 mod schema;
 pub mod suite;
@@ -248,6 +249,57 @@ impl Template {
 fn rego_error(e: &anyhow::Error) -> String {
     let formatted = crate::text::format_rego_error(&e.to_string());
     crate::text::one_line(formatted.lines().next().unwrap_or_default())
+}
+
+/// The cluster's templates and constraints that can be served beside the folder's
+/// (`folder`), each checked on its own as the API server and Gatekeeper check them: one
+/// that does not compile, whose kind another template already defines, whose template is
+/// missing or whose parameters do not fit is refused with its name and the reason, and
+/// the others are served. (A folder's bad document refuses the folder's change instead:
+/// its author is there to fix it, and the last good policies keep serving meanwhile.)
+pub fn screen(
+    folder: &[(String, Json)],
+    cluster: &[(String, Json)],
+) -> (Vec<(String, Json)>, Vec<String>) {
+    let mut kinds: Vec<(String, Template)> = folder
+        .iter()
+        .filter(|(_, d)| is_template(d))
+        .filter_map(|(_, d)| Template::compile(d).ok())
+        .map(|t| ("the policy folder".to_string(), t))
+        .collect();
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    for (at, doc) in cluster.iter().filter(|(_, d)| is_template(d)) {
+        match Template::compile(doc) {
+            Err(e) => refused.push(format!("{at}: {e}")),
+            Ok(t) => match kinds.iter().find(|(_, k)| k.kind == t.kind) {
+                Some((owner, other)) => refused.push(format!(
+                    "{at}: ConstraintTemplate {}: kind {} is already defined by ConstraintTemplate {} in {owner}",
+                    t.name, t.kind, other.name
+                )),
+                None => {
+                    accepted.push((at.clone(), doc.clone()));
+                    kinds.push(("the cluster".to_string(), t));
+                }
+            },
+        }
+    }
+    for (at, doc) in cluster.iter().filter(|(_, d)| is_constraint(d)) {
+        let checked = Constraint::parse(doc).and_then(|c| {
+            match kinds.iter().find(|(_, t)| t.kind == c.kind) {
+                Some((_, template)) => template.admit(c).map(|_| ()),
+                None => Err(GatekeeperError::Constraint {
+                    problem: format!("no ConstraintTemplate defines kind {}", c.kind),
+                    kind: c.kind,
+                    name: c.name,
+                }),
+            }
+        });
+        match checked {
+            Ok(()) => accepted.push((at.clone(), doc.clone())),
+            Err(e) => refused.push(format!("{at}: {e}")),
+        }
+    }
+    (accepted, refused)
 }
 
 /// The annotation that turns a constraint's violations into findings a just-in-time

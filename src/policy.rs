@@ -193,6 +193,12 @@ impl Default for EvalOptions {
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// What a snapshot was compiled from: the policy folder's digest and that of the
+/// Gatekeeper documents given beside it (0 for none, leaving the folder's).
+pub fn combined_digest(folder: u64, gatekeeper: u64) -> u64 {
+    folder ^ gatekeeper.rotate_left(17)
+}
+
 /// A compiled, immutable set of policies and data.
 pub struct PolicySet {
     template: Engine,
@@ -262,16 +268,16 @@ impl PolicySet {
         check_functions(&engine)?;
         let mut documents = sources.gatekeeper_documents()?;
         documents.extend_from_slice(gatekeeper);
-        let gatekeeper = crate::gatekeeper::Pack::build(&documents, options.budget)
+        let pack = crate::gatekeeper::Pack::build(&documents, options.budget)
             .map_err(LoadError::Contract)?;
         Ok(Self {
             template: engine,
-            gatekeeper,
+            gatekeeper: pack,
             has_access: access.is_some(),
             budget: options.budget,
             packages,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
-            digest: sources.digest,
+            digest: combined_digest(sources.digest, crate::gatekeeper::feed::digest(gatekeeper)),
             files: sources.modules.len(),
         })
     }
@@ -281,13 +287,20 @@ impl PolicySet {
         self.generation
     }
 
-    /// Hash of the sources this set was compiled from: the reloader compares it.
+    /// Hash of the sources this set was compiled from ([`combined_digest`]): the reloader
+    /// compares it.
     pub fn digest(&self) -> u64 {
         self.digest
     }
 
     pub fn packages(&self) -> &[PackageInfo] {
         &self.packages
+    }
+
+    /// Names what the set was compiled from where that is more than its sources (the
+    /// cluster's Gatekeeper objects, some of them refused).
+    pub fn set_digest(&mut self, digest: u64) {
+        self.digest = digest;
     }
 
     pub fn package_names(&self) -> Vec<&str> {
@@ -335,6 +348,11 @@ impl PolicyEngine {
 
     pub fn policy_set(&self) -> &Arc<PolicySet> {
         &self.set
+    }
+
+    /// Replaces Gatekeeper's `data.inventory` in this worker's referential templates.
+    pub fn set_inventory(&mut self, inventory: &serde_json::Value) -> Result<(), String> {
+        self.gatekeeper.set_inventory(inventory)
     }
 
     /// Evaluates every package. Never fails: a package that cannot decide carries an

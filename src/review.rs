@@ -13,6 +13,7 @@ use crate::access::admit;
 use crate::admission::{self, AdmissionInput, ReviewError};
 use crate::audit::{Audit, DecisionRecord};
 use crate::decision::{self, Decision, Options, Webhook};
+use crate::gatekeeper::feed::ClusterFeed;
 use crate::grant::GrantCheck;
 use crate::grant::{self, AccessRequest, GrantStore};
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct Reviewer {
     /// jitguard's own identity in the cluster (its service account's username): the
     /// only one the approval workflow lets set phase, approvedAt and expiresAt.
     pub controller: Arc<str>,
+    /// The cluster's Gatekeeper objects; workers read its inventory.
+    pub gatekeeper: ClusterFeed,
 }
 
 /// Why an offline reviewer could not be set up.
@@ -74,6 +77,7 @@ impl Reviewer {
             audit: Audit::disabled(),
             metrics: Metrics::new()?,
             controller: DEFAULT_CONTROLLER.into(),
+            gatekeeper: ClusterFeed::none(),
         })
     }
 }
@@ -99,6 +103,8 @@ pub struct Reviewed {
 pub struct Worker {
     reviewer: Reviewer,
     engine: Option<PolicyEngine>,
+    /// The inventory generation loaded into `engine` (0: the snapshot's own).
+    inventory_generation: u64,
 }
 
 impl Worker {
@@ -106,6 +112,7 @@ impl Worker {
         Self {
             reviewer,
             engine: None,
+            inventory_generation: 0,
         }
     }
 
@@ -122,8 +129,21 @@ impl Worker {
             .is_none_or(|e| e.generation() != current.generation());
         if stale {
             self.engine = None;
+            self.inventory_generation = 0;
         }
-        self.engine.get_or_insert_with(|| current.engine())
+        let engine = self.engine.get_or_insert_with(|| current.engine());
+        // The cluster's inventory, loaded when it moved (its referential templates
+        // re-prepare then, never per request).
+        let cluster = self.reviewer.gatekeeper.snapshot();
+        if cluster.inventory_generation != self.inventory_generation {
+            match engine.set_inventory(&cluster.inventory) {
+                Ok(()) => self.inventory_generation = cluster.inventory_generation,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the Gatekeeper inventory; referential constraints see the last one loaded")
+                }
+            }
+        }
+        engine
     }
 
     /// Decides one body received at `now` (the request's time; `--at` in dry-run), and

@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission;
 use crate::decision::{OnError, Webhook};
+use crate::gatekeeper::feed::ClusterFeed;
 use crate::grant::GrantStore;
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
@@ -47,16 +48,18 @@ pub struct Health {
     failed: std::sync::OnceLock<String>,
     grants: GrantStore,
     namespaces: Namespaces,
+    gatekeeper: ClusterFeed,
 }
 
 impl Health {
-    pub fn new(grants: GrantStore, namespaces: Namespaces) -> Arc<Self> {
+    pub fn new(grants: GrantStore, namespaces: Namespaces, gatekeeper: ClusterFeed) -> Arc<Self> {
         Arc::new(Self {
             policies_loaded: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             failed: std::sync::OnceLock::new(),
             grants,
             namespaces,
+            gatekeeper,
         })
     }
 
@@ -94,6 +97,12 @@ impl Health {
         // to be protected: serving then would let its changes through.
         if !self.namespaces.is_synced() {
             reasons.push("the namespace cache has not finished its first list".to_string());
+        }
+        // Until then, the cluster's Gatekeeper constraints would not be enforced.
+        if !self.gatekeeper.is_applied() {
+            reasons.push(
+                "the cluster's Gatekeeper templates and constraints are not served yet".to_string(),
+            );
         }
         if let Some(broken) = self.grants.stale_for() {
             reasons.push(format!(
@@ -498,7 +507,7 @@ mod tests {
     fn a_stopped_part_fails_readiness_for_good_with_its_reason() {
         let namespaces = Namespaces::default();
         namespaces.replace(&[]);
-        let health = Health::new(GrantStore::empty_synced(), namespaces);
+        let health = Health::new(GrantStore::empty_synced(), namespaces, ClusterFeed::none());
         health.set_policies_loaded();
         assert_eq!(health.readiness(), Ok(()));
         health.set_failed("the AccessRequest watch stopped (returned)".into());

@@ -18,10 +18,11 @@ use tokio::task::JoinHandle;
 use crate::audit::{Audit, AuditWriter};
 use crate::controller::{self, lease::LeaderElector};
 use crate::decision::Options;
+use crate::gatekeeper::feed::ClusterFeed;
 use crate::grant::GrantFeed;
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
-use crate::policy::{EvalOptions, PolicySet, Sources};
+use crate::policy::{combined_digest, EvalOptions, PolicySet, Sources};
 use crate::pool::Pool;
 use crate::reload::Poller;
 use crate::review::Reviewer;
@@ -59,6 +60,9 @@ pub struct Config {
     /// This replica's identity in the controller's Lease.
     pub identity: String,
     pub reap: Vec<kube::api::ApiResource>,
+    /// In a cluster, serve its Gatekeeper objects, with the `Config` of this namespace;
+    /// `None`: the policy folder's only.
+    pub gatekeeper_namespace: Option<String>,
 }
 
 /// A started server: listeners bound, every part running.
@@ -125,9 +129,15 @@ impl Service {
                 .chain(set.constraint_names()),
         );
         let policies = Arc::new(ArcSwap::from_pointee(set));
+        // The cluster's Gatekeeper objects, where there is a cluster to watch.
+        let gatekeeper = match (&config.grants, &config.gatekeeper_namespace) {
+            (None, Some(_)) => ClusterFeed::watching(),
+            _ => ClusterFeed::none(),
+        };
         let policy_watch = watch_policies(
             config.policies.clone(),
             policies.clone(),
+            gatekeeper.clone(),
             eval,
             config.reload_interval,
             metrics.clone(),
@@ -138,7 +148,7 @@ impl Service {
         let feed = GrantFeed::new(config.grants_stale_after);
         let grants = feed.store();
         let namespaces = Namespaces::default();
-        let health = Health::new(grants.clone(), namespaces.clone());
+        let health = Health::new(grants.clone(), namespaces.clone(), gatekeeper.clone());
         health.set_policies_loaded();
         // The cluster tasks (watches, controller, grant-use Events) hold clones of the audit
         // sink, whose writer thread is joined when `serve` returns: the supervisor stops them
@@ -183,6 +193,16 @@ impl Service {
                     "the Namespace watch",
                     crate::namespace::run_cluster(client.clone(), namespaces.clone()),
                 );
+                if let Some(namespace) = &config.gatekeeper_namespace {
+                    supervisor.spawn(
+                        "the Gatekeeper objects' watch",
+                        crate::sources::gatekeeper::run_cluster(
+                            client.clone(),
+                            gatekeeper.clone(),
+                            namespace.clone(),
+                        ),
+                    );
+                }
                 if config.controller {
                     let mut settings = controller::Config::new(&config.namespace, &identity);
                     settings.reap.extend(config.reap.iter().cloned());
@@ -212,6 +232,7 @@ impl Service {
                 config.namespace, config.service_account
             )
             .into(),
+            gatekeeper,
         };
         let workers = config.workers;
         let pool = Arc::new(
@@ -342,18 +363,22 @@ impl Service {
     }
 }
 
-/// Recompiles the policy folder off to the side when it changes and swaps it in; a change
-/// that does not compile is refused (logged with file:line:col, counted) and the last good
-/// policies keep serving.
+/// Recompiles the policy folder, with the cluster's Gatekeeper objects beside it, off to
+/// the side when either changes, and swaps it in. A folder change that does not compile
+/// is refused (logged with file:line:col, counted) and the last good policies keep
+/// serving; a cluster object that cannot be served is refused alone, named with its
+/// reason, and the others are served.
 fn watch_policies(
     dir: PathBuf,
     policies: Arc<ArcSwap<PolicySet>>,
+    cluster: ClusterFeed,
     eval: EvalOptions,
     interval: Duration,
     metrics: Metrics,
 ) -> std::io::Result<Poller> {
     let mut refused: Option<u64> = None;
     let mut last_read_error = String::new();
+    let mut cluster_refusals: Vec<String> = Vec::new();
     Poller::spawn("policy-reload", interval, move || {
         let sources = match Sources::read(&dir) {
             Ok(s) => s,
@@ -368,13 +393,31 @@ fn watch_policies(
             }
         };
         last_read_error.clear();
-        if sources.digest == policies.load().digest() || refused == Some(sources.digest) {
+        let snapshot = cluster.snapshot();
+        let wanted = combined_digest(sources.digest, snapshot.digest);
+        if wanted == policies.load().digest() || refused == Some(wanted) {
+            if snapshot.synced && refused != Some(wanted) {
+                cluster.mark_applied();
+            }
             return;
         }
-        match PolicySet::compile(&sources, eval) {
+        let accepted = if snapshot.documents.is_empty() {
+            Vec::new()
+        } else {
+            let folder = sources.gatekeeper_documents().unwrap_or_default();
+            let (accepted, refusals) = crate::gatekeeper::screen(&folder, &snapshot.documents);
+            if refusals != cluster_refusals {
+                for refusal in &refusals {
+                    tracing::error!(error = %refusal, "a Gatekeeper object in the cluster is refused; the others are served");
+                }
+                cluster_refusals = refusals;
+            }
+            accepted
+        };
+        match PolicySet::compile_with(&sources, &accepted, eval) {
             Ok(set) => {
                 refused = None;
-                tracing::info!(generation = set.generation(), packages = ?set.package_names(), "policies reloaded");
+                tracing::info!(generation = set.generation(), packages = ?set.package_names(), constraints = ?set.constraint_names(), "policies reloaded");
                 metrics.policies_loaded.set(set.packages().len() as i64);
                 metrics.known_packages(
                     set.package_names()
@@ -382,10 +425,17 @@ fn watch_policies(
                         .chain(set.constraint_names()),
                 );
                 metrics.policy_reloads.with_label_values(&["success"]).inc();
+                // The set's digest names what it was compiled from: a refused cluster
+                // object changes nothing, so the next poll does not compile again.
+                let mut set = set;
+                set.set_digest(wanted);
                 policies.store(Arc::new(set));
+                if snapshot.synced {
+                    cluster.mark_applied();
+                }
             }
             Err(e) => {
-                refused = Some(sources.digest);
+                refused = Some(wanted);
                 metrics.policy_reloads.with_label_values(&["error"]).inc();
                 tracing::error!(error = %e, "policy change refused; the last good policies keep serving");
             }

@@ -2,6 +2,8 @@
 //! or from a local file. Both end in [`GrantFeed::replace`]; lifecycle changes (a grant
 //! became live, expired, was revoked) become audit records.
 
+pub mod gatekeeper;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -102,6 +102,17 @@ pub struct ServeArgs {
     /// NetworkPolicies are always reaped.
     #[arg(long = "reap", env = "JITGUARD_REAP", value_delimiter = ',', value_parser = crate::controller::provision::parse_reap_resource)]
     pub reap: Vec<kube::api::ApiResource>,
+    /// In a cluster, also serve Gatekeeper's ConstraintTemplates and Constraints found
+    /// there, with the kinds its `Config` syncs as the inventory.
+    #[arg(long, env = "JITGUARD_GATEKEEPER_OBJECTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gatekeeper_objects: bool,
+    /// The namespace of Gatekeeper's `Config` (named `config`).
+    #[arg(
+        long,
+        env = "JITGUARD_GATEKEEPER_NAMESPACE",
+        default_value = "gatekeeper-system"
+    )]
+    pub gatekeeper_namespace: String,
 }
 
 /// Who this replica is in the Lease: the pod name where the Deployment passes it.
@@ -292,6 +303,7 @@ impl Config {
             service_account: args.service_account,
             controller: args.controller,
             reap: args.reap,
+            gatekeeper_namespace: args.gatekeeper_objects.then_some(args.gatekeeper_namespace),
         }
     }
 }

@@ -128,3 +128,76 @@ fn a_cluster_scoped_review_has_no_namespace_for_matching() {
         "web needs the label owner"
     );
 }
+
+fn constraint(kind: &str, name: &str, parameters: Json) -> Json {
+    json!({
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {"parameters": parameters},
+    })
+}
+
+#[test]
+fn the_clusters_objects_are_refused_one_by_one_with_their_reasons() {
+    let mut typed = template(OWNER);
+    typed["spec"]["crd"]["spec"]["validation"] = json!({"openAPIV3Schema": {
+        "type": "object", "properties": {"label": {"type": "string"}}}});
+    let mut broken = template("package x\nviolation[{\"msg\": m}] { m := }\n");
+    broken["metadata"]["name"] = json!("broken");
+    broken["spec"]["crd"]["spec"]["names"]["kind"] = json!("K8sBroken");
+    let mut twin = template(OWNER);
+    twin["metadata"]["name"] = json!("twin");
+    let folder = vec![("policies/labels.yaml:1".to_string(), template(OWNER))];
+    let cluster: Vec<(String, Json)> = vec![
+        ("cluster ConstraintTemplate twin".into(), twin),
+        ("cluster ConstraintTemplate broken".into(), broken),
+        (
+            "cluster K8sRequiredOwner good".into(),
+            constraint("K8sRequiredOwner", "good", json!({"label": "owner"})),
+        ),
+        (
+            "cluster K8sRequiredOwner typo".into(),
+            constraint("K8sRequiredOwner", "typo", json!({"lable": "owner"})),
+        ),
+        (
+            "cluster K8sNothing orphan".into(),
+            constraint("K8sNothing", "orphan", json!({})),
+        ),
+    ];
+    // With the folder's template, which has no schema, `lable` is accepted as Gatekeeper
+    // would (no schema, no check); the twin defining its kind again is refused.
+    let (accepted, refused) = screen(&folder, &cluster);
+    let names: Vec<&str> = accepted.iter().map(|(at, _)| at.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cluster K8sRequiredOwner good",
+            "cluster K8sRequiredOwner typo"
+        ]
+    );
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(refused[0].contains("kind K8sRequiredOwner is already defined by ConstraintTemplate k8srequiredowner in the policy folder"), "{refused:?}");
+    assert!(
+        refused[1].starts_with("cluster ConstraintTemplate broken: ConstraintTemplate broken:"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[2].ends_with("K8sNothing orphan: no ConstraintTemplate defines kind K8sNothing"),
+        "{refused:?}"
+    );
+    // From the cluster alone, with the typed template: the typo is refused by its schema.
+    let cluster = vec![
+        ("cluster ConstraintTemplate k8srequiredowner".into(), typed),
+        cluster[2].clone(),
+        cluster[3].clone(),
+    ];
+    let (accepted, refused) = screen(&[], &cluster);
+    assert_eq!(accepted.len(), 2);
+    assert_eq!(
+        refused,
+        ["cluster K8sRequiredOwner typo: K8sRequiredOwner typo: spec.parameters.lable: unknown field (the template's schema has: label)"]
+    );
+    // What is accepted builds a pack.
+    assert!(Pack::build(&accepted, Duration::from_millis(100)).is_ok());
+}

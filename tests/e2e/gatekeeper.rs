@@ -119,3 +119,137 @@ fn a_gatekeeper_constraint_denies_and_a_grant_makes_a_time_boxed_exception() {
     );
     let _ = std::fs::remove_dir_all(&policies);
 }
+
+/// A referential template, as a cluster moving from Gatekeeper has it: a ConfigMap may not
+/// be written in a namespace labelled `frozen: "true"`, read from the synced inventory.
+const FROZEN: &str = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8sfrozennamespace
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sFrozenNamespace
+      validation:
+        openAPIV3Schema:
+          type: object
+          properties:
+            reason: {type: string}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8sfrozennamespace
+
+        violation[{"msg": msg}] {
+          ns := data.inventory.cluster["v1"]["Namespace"][input.review.namespace]
+          ns.metadata.labels.frozen == "true"
+          msg := sprintf("namespace %v is frozen: %v", [input.review.namespace, input.parameters.reason])
+        }
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: gatekeeper-system
+---
+apiVersion: config.gatekeeper.sh/v1alpha1
+kind: Config
+metadata:
+  name: config
+  namespace: gatekeeper-system
+spec:
+  sync:
+    syncOnly:
+      - {group: "", version: v1, kind: Namespace}
+"#;
+
+fn frozen_constraint(name: &str, reason: &str) -> String {
+    format!(
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sFrozenNamespace\nmetadata:\n  name: {name}\nspec:\n  match:\n    kinds: [{{apiGroups: [\"\"], kinds: [\"ConfigMap\"]}}]\n  parameters:\n    reason: {reason}\n"
+    )
+}
+
+/// Templates, constraints and the sync Config that live in the cluster are served as
+/// they change, with the synced objects as `data.inventory`; a constraint whose
+/// parameters do not fit its template is refused alone, and the others keep serving.
+#[test]
+fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
+    let c = Cluster::up(Options {
+        serve_args: Vec::new(),
+        policies: None,
+    });
+    let crds = std::fs::read_to_string(root().join("tests/fixtures/gatekeeper/crds.yaml")).unwrap();
+    c.setup(&crds).success();
+    for crd in [
+        "constrainttemplates.templates.gatekeeper.sh",
+        "configs.config.gatekeeper.sh",
+        "k8sfrozennamespace.constraints.gatekeeper.sh",
+    ] {
+        c.kubectl(
+            "admin",
+            &[
+                "wait",
+                "--for",
+                "condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout",
+                "60s",
+            ],
+        )
+        .success();
+    }
+    let ns = unique("frozen");
+    c.setup(&format!(
+        "{FROZEN}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{frozen: \"true\"}}\n---\n{}---\n{}",
+        frozen_constraint("frozen-namespaces", "release freeze"),
+        // Given a number where the template's schema says string: refused alone.
+        frozen_constraint("frozen-badly", "5").replace("reason: 5", "reason: 5\n    extra: true"),
+    ))
+    .success();
+
+    // Served once the watches see them: Gatekeeper's text, the inventory's labels.
+    let denial = "[frozen-namespaces] namespace ".to_string() + &ns + " is frozen: release freeze";
+    eventually(
+        "the cluster's constraint denies in the frozen namespace",
+        LIMIT,
+        || {
+            let r = c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"]);
+            !r.ok && r.text().contains(&denial)
+        },
+    );
+    let r = c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"]);
+    assert!(!r.text().contains("frozen-badly"), "{}", r.text());
+    let log = std::fs::read_to_string(c.dir.join("run/logs/jitguard.log")).unwrap_or_default();
+    assert!(
+        log.contains("K8sFrozenNamespace frozen-badly: spec.parameters.extra: unknown field"),
+        "{log}"
+    );
+    // Other namespaces are not frozen: the inventory is per object.
+    c.create_configmap("admin", "dev", &unique("cm"), &["--dry-run=server"])
+        .success();
+
+    // The inventory follows the cluster: unfrozen, then frozen again.
+    c.kubectl("admin", &["label", "namespace", &ns, "frozen-"])
+        .success();
+    eventually("unfreezing the namespace lifts the denial", LIMIT, || {
+        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
+            .ok
+    });
+    c.kubectl("admin", &["label", "namespace", &ns, "frozen=true"])
+        .success();
+    eventually("freezing it again denies again", LIMIT, || {
+        !c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
+            .ok
+    });
+
+    // Deleting the constraint ends its enforcement.
+    c.kubectl(
+        "admin",
+        &["delete", "k8sfrozennamespace", "frozen-namespaces"],
+    )
+    .success();
+    eventually("a deleted constraint no longer denies", LIMIT, || {
+        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
+            .ok
+    });
+}

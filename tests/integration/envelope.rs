@@ -26,7 +26,11 @@ fn router(body_limit: usize) -> axum::Router {
     )
     .unwrap();
     let reviewer = Reviewer::offline(Arc::new(ArcSwap::from_pointee(set)), None).unwrap();
-    let health = Health::new(reviewer.grants.clone(), reviewer.namespaces.clone());
+    let health = Health::new(
+        reviewer.grants.clone(),
+        reviewer.namespaces.clone(),
+        reviewer.gatekeeper.clone(),
+    );
     health.set_policies_loaded();
     let metrics = reviewer.metrics.clone();
     let pool = Arc::new(Pool::start(reviewer, 1, 8).unwrap());

@@ -375,6 +375,7 @@ async fn the_service_runs_in_process_until_asked_to_stop() {
         controller: false,
         identity: "in-process".into(),
         reap: Vec::new(),
+        gatekeeper_namespace: None,
     };
     let service = Service::start(config).await.unwrap();
     let url = format!("https://localhost:{}/validate", service.addr().port());
