@@ -13,13 +13,21 @@
 //!   OPA's own definition of the shorthand (and is applied to any rule, where regorus
 //!   would accept the shorthand, for one reading of it).
 //!
-//! The scan knows strings, raw strings and comments, so neither rewrite touches them.
+//! - **`sprintf` with fewer arguments than verbs.** Go's fmt, which OPA's `sprintf` is,
+//!   prints `%!v(MISSING)` for a verb without its argument; regorus raises an error. Where
+//!   the format is a string literal and the arguments an array literal, so that the
+//!   shortfall is known from the text, each verb past the last argument is written as the
+//!   literal text Go prints for it (`%%!v(MISSING)`).
+//!
+//! The scan knows strings, raw strings and comments, so no rewrite touches them.
 
 /// The template's Rego, rewritten as described in the module documentation.
 pub fn as_opa_reads_it(source: &str) -> String {
     let bytes = source.as_bytes();
     // (byte offset, text) to insert, in increasing offset order.
     let mut inserts: Vec<(usize, String)> = Vec::new();
+    // (start, end, text) replacing a range, in increasing order.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut depth: usize = 0;
     // Last significant byte (not whitespace, not in a comment) and its offset.
     let mut last: Option<(usize, u8)> = None;
@@ -49,6 +57,11 @@ pub fn as_opa_reads_it(source: &str) -> String {
                 match b {
                     b'"' | b'`' => {
                         let end = skip_string(bytes, i);
+                        if b == b'"' && follows_sprintf(bytes, last) {
+                            if let Some(format) = missing_arguments(source, i, end) {
+                                edits.push((i + 1, end - 1, format));
+                            }
+                        }
                         body_closed = None;
                         last = Some((end.saturating_sub(1), b));
                         newline_since_last = false;
@@ -100,15 +113,146 @@ pub fn as_opa_reads_it(source: &str) -> String {
         }
         i += 1;
     }
+    edits.extend(inserts.into_iter().map(|(at, text)| (at, at, text)));
+    edits.sort_by_key(|(start, _, _)| *start);
     let mut out = String::with_capacity(source.len() + 64);
     let mut from = 0;
-    for (at, text) in inserts {
-        out.push_str(source.get(from..at).unwrap_or(""));
+    for (start, end, text) in edits {
+        if start < from {
+            continue;
+        }
+        out.push_str(source.get(from..start).unwrap_or(""));
         out.push_str(&text);
-        from = at;
+        from = end;
     }
     out.push_str(source.get(from..).unwrap_or(""));
     out
+}
+
+/// Whether the significant text before a string is `sprintf(`.
+fn follows_sprintf(bytes: &[u8], last: Option<(usize, u8)>) -> bool {
+    let Some((at, b'(')) = last else {
+        return false;
+    };
+    let name = b"sprintf";
+    at >= name.len()
+        && bytes.get(at - name.len()..at) == Some(name)
+        && !(at > name.len()
+            && bytes
+                .get(at - name.len() - 1)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'))
+}
+
+/// For `sprintf("format", [args...])` whose format string spans `start..end` (quotes
+/// included): the format's text with each verb past the last argument written as what Go
+/// prints for it, if there are such verbs and both are literals.
+fn missing_arguments(source: &str, start: usize, end: usize) -> Option<String> {
+    let bytes = source.as_bytes();
+    let after = |mut j: usize| {
+        while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        j
+    };
+    let comma = after(end);
+    if bytes.get(comma) != Some(&b',') {
+        return None;
+    }
+    let open = after(comma + 1);
+    if bytes.get(open) != Some(&b'[') {
+        return None;
+    }
+    let arguments = array_length(bytes, open)?;
+    let format = source.get(start + 1..end.checked_sub(1)?)?;
+    let verbs = go_verbs(format)?;
+    if verbs.len() <= arguments {
+        return None;
+    }
+    let mut out = String::new();
+    let mut from = 0;
+    for (at, until, verb) in verbs.into_iter().skip(arguments) {
+        out.push_str(format.get(from..at)?);
+        out.push_str(&format!("%%!{verb}(MISSING)"));
+        from = until;
+    }
+    out.push_str(format.get(from..)?);
+    Some(out)
+}
+
+/// The number of elements of the array literal opening at `open`; `None` if it is not
+/// closed.
+fn array_length(bytes: &[u8], open: usize) -> Option<usize> {
+    let (mut depth, mut commas, mut any, mut trailing) = (0usize, 0usize, false, false);
+    let mut j = open;
+    while let Some(&c) = bytes.get(j) {
+        match c {
+            b'"' | b'`' => {
+                j = skip_string(bytes, j);
+                any = true;
+                trailing = false;
+                continue;
+            }
+            b'#' => {
+                j = skip_to_line_end(bytes, j);
+                continue;
+            }
+            b'[' | b'(' | b'{' => depth += 1,
+            b']' | b')' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(if !any {
+                        0
+                    } else {
+                        commas + 1 - usize::from(trailing)
+                    });
+                }
+            }
+            b',' if depth == 1 => {
+                commas += 1;
+                trailing = true;
+                j += 1;
+                continue;
+            }
+            c if c.is_ascii_whitespace() => {
+                j += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if depth >= 1 && j != open {
+            any = true;
+            trailing = false;
+        }
+        j += 1;
+    }
+    None
+}
+
+/// Go fmt verbs of a format: `(start, end, verb letter)` each, `%%` excluded. `None` for
+/// what this reading does not follow (`*` widths, explicit argument indexes).
+fn go_verbs(format: &str) -> Option<Vec<(usize, usize, char)>> {
+    let mut verbs = Vec::new();
+    let mut chars = format.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek().is_some_and(|(_, n)| *n == '%') {
+            chars.next();
+            continue;
+        }
+        loop {
+            match chars.next() {
+                Some((_, '+' | '-' | '#' | ' ' | '0'..='9' | '.')) => {}
+                Some((_, '*' | '[')) | None => return None,
+                Some((i, verb)) => {
+                    verbs.push((at, i + verb.len_utf8(), verb));
+                    break;
+                }
+            }
+        }
+    }
+    Some(verbs)
 }
 
 /// Whether the significant text before a `(` is a term regorus would call: a name or a
@@ -234,6 +378,27 @@ mod tests {
         assert_eq!(
             as_opa_reads_it(multiline),
             "package p\n# about\nv[{\"msg\": m, # why\n  \"d\": 1}] { m := 1 } v[{\"msg\": m,    \"d\": 1}] { m := 2 }\n"
+        );
+    }
+
+    #[test]
+    fn a_verb_without_its_argument_is_printed_as_go_prints_it() {
+        let src = "package p\nm := sprintf(\"%v <%v> %d%% of %5.1f\", [a, [1, 2]])\n";
+        assert_eq!(
+            as_opa_reads_it(src),
+            "package p\nm := sprintf(\"%v <%v> %%!d(MISSING)%% of %%!f(MISSING)\", [a, [1, 2]])\n"
+        );
+        for enough in [
+            "package p\nm := sprintf(\"%v %v\", [a, \"x,y\"])\n",
+            "package p\nm := sprintf(\"%v\", args)\n",
+            "package p\nm := sprintf(\"%v %v\", [f(a, b), c,])\n",
+            "package p\nm := my_sprintf(\"%v %v\", [a])\n",
+        ] {
+            assert_eq!(as_opa_reads_it(enough), enough, "{enough}");
+        }
+        assert_eq!(
+            as_opa_reads_it("package p\nm := sprintf(\"%v\", [])\n"),
+            "package p\nm := sprintf(\"%%!v(MISSING)\", [])\n"
         );
     }
 
