@@ -520,6 +520,23 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_is_not_ready_until_the_clusters_gatekeeper_objects_are_served() {
+        let namespaces = Namespaces::default();
+        namespaces.replace(&[]);
+        let gatekeeper = ClusterFeed::watching();
+        let health = Health::new(GrantStore::empty_synced(), namespaces, gatekeeper.clone());
+        health.set_policies_loaded();
+        assert_eq!(
+            health.readiness(),
+            Err(vec![
+                "the cluster's Gatekeeper templates and constraints are not served yet".to_string()
+            ])
+        );
+        gatekeeper.mark_applied();
+        assert_eq!(health.readiness(), Ok(()));
+    }
+
+    #[test]
     fn go_durations_as_the_api_server_writes_them() {
         assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));

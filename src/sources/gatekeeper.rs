@@ -6,7 +6,8 @@
 //! - for each template's kind, its Constraints (`constraints.gatekeeper.sh/v1beta1`,
 //!   plural the lower-cased kind, as Gatekeeper generates the CRD);
 //! - the `Config` named `config` in Gatekeeper's namespace (`config.gatekeeper.sh`), whose
-//!   `spec.sync.syncOnly` names the kinds copied into `data.inventory`.
+//!   `spec.sync.syncOnly` names kinds copied into `data.inventory`, and SyncSets
+//!   (`syncset.gatekeeper.sh`, cluster-scoped), whose `spec.gvks` name more.
 //!
 //! Each is a kube-runtime watcher of its own, started and stopped as the templates and
 //! the Config change. A kind whose CRD does not exist is empty (and looked for again
@@ -36,6 +37,7 @@ const ABSENT_RETRY: Duration = Duration::from_secs(10);
 enum Watched {
     Templates,
     Config,
+    SyncSets,
     Constraints(String),
     /// group, version, kind.
     Inventory(String, String, String),
@@ -71,7 +73,7 @@ pub async fn run_cluster(client: Client, feed: ClusterFeed, namespace: String) {
             changed.clone(),
         ))
     };
-    for what in [Watched::Templates, Watched::Config] {
+    for what in [Watched::Templates, Watched::Config, Watched::SyncSets] {
         tasks.insert(what.clone(), spawn(&mut running, what));
     }
     loop {
@@ -81,8 +83,10 @@ pub async fn run_cluster(client: Client, feed: ClusterFeed, namespace: String) {
         while running.try_join_next().is_some() {}
         let wanted = wanted(&state);
         tasks.retain(|what, task| {
-            let keep =
-                matches!(what, Watched::Templates | Watched::Config) || wanted.contains(what);
+            let keep = matches!(
+                what,
+                Watched::Templates | Watched::Config | Watched::SyncSets
+            ) || wanted.contains(what);
             if !keep {
                 task.abort();
                 if let Ok(mut s) = state.lock() {
@@ -100,7 +104,7 @@ pub async fn run_cluster(client: Client, feed: ClusterFeed, namespace: String) {
     }
 }
 
-/// The constraint kinds the templates define and the kinds the Config syncs.
+/// The constraint kinds the templates define and the kinds the Config and SyncSets sync.
 fn wanted(state: &Mutex<State>) -> Vec<Watched> {
     let Ok(s) = state.lock() else {
         return Vec::new();
@@ -116,10 +120,21 @@ fn wanted(state: &Mutex<State>) -> Vec<Watched> {
             }
         }
     }
-    if let Some(config) = s.mirrors.get(&Watched::Config) {
-        for c in config.objects.values() {
-            for kind in c
-                .pointer("/spec/sync/syncOnly")
+    // The Config's `spec.sync.syncOnly` and each SyncSet's `spec.gvks`: the same
+    // `{group, version, kind}` entries.
+    let sync_lists = [
+        (Watched::Config, "/spec/sync/syncOnly"),
+        (Watched::SyncSets, "/spec/gvks"),
+    ];
+    for (source, pointer) in sync_lists {
+        for object in s
+            .mirrors
+            .get(&source)
+            .into_iter()
+            .flat_map(|m| m.objects.values())
+        {
+            for kind in object
+                .pointer(pointer)
                 .and_then(Json::as_array)
                 .into_iter()
                 .flatten()
@@ -164,7 +179,7 @@ fn publish(state: &Mutex<State>, feed: &ClusterFeed, tasks: &HashMap<Watched, Ab
                     documents.push((format!("cluster {kind} {name}"), object.clone()))
                 }
                 Watched::Inventory(..) => inventory.push(object.clone()),
-                Watched::Config => {}
+                Watched::Config | Watched::SyncSets => {}
             }
         }
     }
@@ -182,6 +197,10 @@ fn resource(what: &Watched) -> Option<ApiResource> {
         Watched::Config => (
             GroupVersionKind::gvk("config.gatekeeper.sh", "v1alpha1", "Config"),
             "configs".to_string(),
+        ),
+        Watched::SyncSets => (
+            GroupVersionKind::gvk("syncset.gatekeeper.sh", "v1alpha1", "SyncSet"),
+            "syncsets".to_string(),
         ),
         Watched::Constraints(kind) => (
             GroupVersionKind::gvk("constraints.gatekeeper.sh", "v1beta1", kind),

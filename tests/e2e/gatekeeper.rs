@@ -169,8 +169,8 @@ fn frozen_constraint(name: &str, reason: &str) -> String {
     )
 }
 
-/// Templates, constraints and the sync Config that live in the cluster are served as
-/// they change, with the synced objects as `data.inventory`; a constraint whose
+/// Templates, constraints and the sync configuration (Config, SyncSet) that live in the
+/// cluster are served as they change, with the synced objects as `data.inventory`; a constraint whose
 /// parameters do not fit its template is refused alone, and the others keep serving.
 #[test]
 fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
@@ -183,6 +183,7 @@ fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
     for crd in [
         "constrainttemplates.templates.gatekeeper.sh",
         "configs.config.gatekeeper.sh",
+        "syncsets.syncset.gatekeeper.sh",
         "k8sfrozennamespace.constraints.gatekeeper.sh",
     ] {
         c.kubectl(
@@ -238,6 +239,23 @@ fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
     c.kubectl("admin", &["label", "namespace", &ns, "frozen=true"])
         .success();
     eventually("freezing it again denies again", LIMIT, || {
+        !c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
+            .ok
+    });
+
+    // Without a sync configuration the inventory is empty; a SyncSet fills it again.
+    c.kubectl(
+        "admin",
+        &["-n", "gatekeeper-system", "delete", "config", "config"],
+    )
+    .success();
+    eventually("without the Config, nothing is synced", LIMIT, || {
+        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
+            .ok
+    });
+    c.setup("apiVersion: syncset.gatekeeper.sh/v1alpha1\nkind: SyncSet\nmetadata:\n  name: namespaces\nspec:\n  gvks:\n    - {group: \"\", version: v1, kind: Namespace}\n")
+        .success();
+    eventually("a SyncSet syncs the namespaces again", LIMIT, || {
         !c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
             .ok
     });
