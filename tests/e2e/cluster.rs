@@ -194,6 +194,24 @@ impl Cluster {
         self.jit(user, &args)
     }
 
+    /// Waits until each CRD (by name) is Established, as admin.
+    pub fn wait_for_crds(&self, crds: &[&str]) {
+        for crd in crds {
+            self.kubectl(
+                "admin",
+                &[
+                    "wait",
+                    "--for",
+                    "condition=Established",
+                    &format!("crd/{crd}"),
+                    "--timeout",
+                    "60s",
+                ],
+            )
+            .success();
+        }
+    }
+
     /// `kubectl apply -f -` of a YAML text, as `user`.
     pub fn apply(&self, user: &str, yaml: &str) -> Run {
         self.kubectl_with_input(user, &["apply", "-f", "-"], Some(yaml))

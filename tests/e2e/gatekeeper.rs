@@ -180,26 +180,18 @@ fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
     });
     let crds = std::fs::read_to_string(root().join("tests/fixtures/gatekeeper/crds.yaml")).unwrap();
     c.setup(&crds).success();
-    for crd in [
+    c.wait_for_crds(&[
         "constrainttemplates.templates.gatekeeper.sh",
         "configs.config.gatekeeper.sh",
         "syncsets.syncset.gatekeeper.sh",
         "k8sfrozennamespace.constraints.gatekeeper.sh",
-    ] {
-        c.kubectl(
-            "admin",
-            &[
-                "wait",
-                "--for",
-                "condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout",
-                "60s",
-            ],
-        )
-        .success();
-    }
+    ]);
     let ns = unique("frozen");
+    // A ConfigMap in the namespace, as admin, decided but not stored.
+    let allowed = || {
+        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
+            .ok
+    };
     c.setup(&format!(
         "{FROZEN}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{frozen: \"true\"}}\n---\n{}---\n{}",
         frozen_constraint("frozen-namespaces", "release freeze"),
@@ -232,16 +224,10 @@ fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
     // The inventory follows the cluster: unfrozen, then frozen again.
     c.kubectl("admin", &["label", "namespace", &ns, "frozen-"])
         .success();
-    eventually("unfreezing the namespace lifts the denial", LIMIT, || {
-        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
-            .ok
-    });
+    eventually("unfreezing the namespace lifts the denial", LIMIT, allowed);
     c.kubectl("admin", &["label", "namespace", &ns, "frozen=true"])
         .success();
-    eventually("freezing it again denies again", LIMIT, || {
-        !c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
-            .ok
-    });
+    eventually("freezing it again denies again", LIMIT, || !allowed());
 
     // Without a sync configuration the inventory is empty; a SyncSet fills it again.
     c.kubectl(
@@ -249,16 +235,10 @@ fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
         &["-n", "gatekeeper-system", "delete", "config", "config"],
     )
     .success();
-    eventually("without the Config, nothing is synced", LIMIT, || {
-        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
-            .ok
-    });
+    eventually("without the Config, nothing is synced", LIMIT, allowed);
     c.setup("apiVersion: syncset.gatekeeper.sh/v1alpha1\nkind: SyncSet\nmetadata:\n  name: namespaces\nspec:\n  gvks:\n    - {group: \"\", version: v1, kind: Namespace}\n")
         .success();
-    eventually("a SyncSet syncs the namespaces again", LIMIT, || {
-        !c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
-            .ok
-    });
+    eventually("a SyncSet syncs the namespaces again", LIMIT, || !allowed());
 
     // Deleting the constraint ends its enforcement.
     c.kubectl(
@@ -266,8 +246,5 @@ fn gatekeeper_objects_in_the_cluster_are_served_with_their_inventory() {
         &["delete", "k8sfrozennamespace", "frozen-namespaces"],
     )
     .success();
-    eventually("a deleted constraint no longer denies", LIMIT, || {
-        c.create_configmap("admin", &ns, &unique("cm"), &["--dry-run=server"])
-            .ok
-    });
+    eventually("a deleted constraint no longer denies", LIMIT, allowed);
 }

@@ -49,20 +49,7 @@ pub fn are_accepted_by_the_api_server(c: &Cluster) {
     for (kind, plural) in [("Issuer", "issuers"), ("Certificate", "certificates")] {
         c.apply("admin", &cert_manager_crd(kind, plural)).success();
     }
-    for crd in ["issuers.cert-manager.io", "certificates.cert-manager.io"] {
-        c.kubectl(
-            "admin",
-            &[
-                "wait",
-                "--for",
-                "condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout",
-                "60s",
-            ],
-        )
-        .success();
-    }
+    c.wait_for_crds(&["issuers.cert-manager.io", "certificates.cert-manager.io"]);
     for overlay in ["plain", "plain-client-ca", "cert-manager"] {
         let dir = tree.join("manifests/overlays").join(overlay);
         let run = c
