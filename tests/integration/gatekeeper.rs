@@ -213,16 +213,12 @@ fn dry_run_decides_manifests_with_the_files_templates_constraints_and_inventory(
     );
     let ingress = at("samples/unique-ingress-host/example_disallowed.yaml");
     let other = at("samples/unique-ingress-host/example_inventory_disallowed.yaml");
-    let (code, out, err) = crate::common::run(&[
-        "dry-run",
-        "--policies",
-        policies,
-        "-f",
-        &template,
-        &constraint,
-        &ingress,
-        &other,
-    ]);
+    let dry_run = |files: &[&str]| {
+        let mut args = vec!["dry-run", "--policies", policies, "-f"];
+        args.extend_from_slice(files);
+        crate::common::run(&args)
+    };
+    let (code, out, err) = dry_run(&[&template, &constraint, &ingress, &other]);
     assert_eq!(code, 1, "{out}{err}");
     // Two objects decided (the template and constraint are not), each in conflict with
     // the other through the inventory.
@@ -233,25 +229,10 @@ fn dry_run_decides_manifests_with_the_files_templates_constraints_and_inventory(
     );
     assert!(!out.contains("ConstraintTemplate"), "{out}");
     // Alone, the Ingress has nothing to conflict with.
-    let (code, out, err) = crate::common::run(&[
-        "dry-run",
-        "--policies",
-        policies,
-        "-f",
-        &template,
-        &constraint,
-        &ingress,
-    ]);
+    let (code, out, err) = dry_run(&[&template, &constraint, &ingress]);
     assert_eq!(code, 0, "{out}{err}");
     // A constraint in the files without its template is refused, naming it.
-    let (code, _, err) = crate::common::run(&[
-        "dry-run",
-        "--policies",
-        policies,
-        "-f",
-        &constraint,
-        &ingress,
-    ]);
+    let (code, _, err) = dry_run(&[&constraint, &ingress]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("unique-ingress-host: no ConstraintTemplate"),
