@@ -386,6 +386,40 @@ fn print_dev_banner(addr: SocketAddr, ops: Option<SocketAddr>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        serve: super::ServeArgs,
+    }
+
+    fn config(extra: &[&str]) -> crate::service::Config {
+        let mut argv = vec!["serve", "--tls-cert", "c", "--tls-key", "k"];
+        argv.extend_from_slice(extra);
+        let args = P::try_parse_from(argv).unwrap().serve;
+        super::Config::resolve(args).unwrap().service(false)
+    }
+
+    #[test]
+    fn the_clusters_gatekeeper_objects_are_served_unless_turned_off() {
+        assert_eq!(
+            config(&[]).gatekeeper_namespace.as_deref(),
+            Some("gatekeeper-system")
+        );
+        assert_eq!(
+            config(&["--gatekeeper-namespace", "opa"])
+                .gatekeeper_namespace
+                .as_deref(),
+            Some("opa")
+        );
+        assert_eq!(
+            config(&["--gatekeeper-objects", "false"]).gatekeeper_namespace,
+            None
+        );
+    }
+
     #[test]
     fn the_shutdown_delay_may_be_zero() {
         for zero in ["0", "0s", "0ms", "0.0s"] {
