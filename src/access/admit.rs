@@ -87,6 +87,25 @@ fn op(value: serde_json::Value) -> Option<json_patch::PatchOperation> {
     serde_json::from_value(value).ok()
 }
 
+/// The annotation jitguard stamps on a new request: what its approval needs, as the
+/// access policy said when it was asked for (JSON: `[{name, groups, count}]`), for
+/// requesters and approvers to read (`kubectl jit do`, `show`). Approval itself is
+/// always checked against the policy of the moment, never against this.
+pub const REQUIREMENTS_ANNOTATION: &str = "jitguard.dev/approval-requirements";
+
+fn requirements_json(policy: &AccessPolicy) -> String {
+    serde_json::to_string(&policy.requirements).unwrap_or_else(|_| "[]".into())
+}
+
+fn annotation<'a>(object: &'a AccessRequest, key: &str) -> Option<&'a str> {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
 fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
     let Change {
         caller,
@@ -102,7 +121,18 @@ fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
             serde_json::json!({"op": "add", "path": "/spec/requester", "value": caller.user}),
         ));
         out.patch.extend(op(serde_json::json!({"op": "add", "path": "/spec/requesterGroups", "value": caller.groups})));
+        let requirements = requirements_json(policy);
+        out.patch.extend(op(if object.metadata.annotations.is_some() {
+            serde_json::json!({"op": "add", "path": "/metadata/annotations/jitguard.dev~1approval-requirements", "value": requirements})
+        } else {
+            serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {REQUIREMENTS_ANNOTATION: requirements}})
+        }));
     } else {
+        if annotation(object, REQUIREMENTS_ANNOTATION) != Some(requirements_json(policy).as_str()) {
+            out.deny(format!(
+                "metadata.annotations[{REQUIREMENTS_ANNOTATION}] is stamped by jitguard with what approval needs; leave it out"
+            ));
+        }
         if spec.requester != caller.user {
             out.deny(format!(
                 "spec.requester is {:?} but you are {:?}: a request is always for the user who makes it",
@@ -190,7 +220,14 @@ fn update_spec(change: &Change<'_>, out: &mut Outcome) {
     let Some(old) = change.old else {
         return out.deny(NO_OLD_OBJECT);
     };
+    let annotation_changed = annotation(change.object, REQUIREMENTS_ANNOTATION)
+        != annotation(old, REQUIREMENTS_ANNOTATION);
     let (new, old) = (&change.object.spec, &old.spec);
+    if annotation_changed && change.caller.user != change.controller {
+        out.deny(format!(
+            "metadata.annotations[{REQUIREMENTS_ANNOTATION}] cannot change after creation: jitguard stamped it"
+        ));
+    }
     let changed: Vec<&str> = [
         ("scope", new.scope != old.scope),
         ("duration", new.duration != old.duration),

@@ -4,8 +4,10 @@
 //! (SelfSubjectReview), and everything the user may not write is refused or stamped by
 //! jitguard's webhook, never trusted from here.
 //!
-//! This file is long because it holds all seven subcommands, each short, beside the
-//! client setup and the error explanations they share.
+//! This file is long because it holds seven of the subcommands, each short, beside the
+//! client setup and the error explanations they share (`do`, longer, is attempt.rs).
+
+mod attempt;
 
 use std::process::ExitCode;
 
@@ -80,6 +82,9 @@ pub enum JitCommand {
     },
     /// Ask for more time: a new request, with the same scope, that starts when NAME ends.
     Extend(ExtendArgs),
+    /// Run a command; if jitguard denies it for want of a grant, ask for exactly that
+    /// access (and with --wait, run it again once the grant is live).
+    Do(attempt::DoArgs),
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +179,9 @@ pub fn run(args: &JitArgs) -> ExitCode {
             return ExitCode::from(super::exit::ERROR);
         }
     };
+    if let JitCommand::Do(d) = &args.command {
+        return attempt::run(args, d, &runtime);
+    }
     match runtime.block_on(execute(args)) {
         Ok(out) => {
             emit(&out);
@@ -371,6 +379,8 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
                 format!("accessrequest {name} revoked by {me}\n")
             })
         }
+        // `do` answers with the command's own exit code: run() takes it apart.
+        JitCommand::Do(_) => Err(Failure("kubectl jit do: internal dispatch error".into())),
         JitCommand::Extend(x) => {
             let old = api
                 .get(&x.name)
@@ -510,6 +520,29 @@ fn new_request(r: &RequestArgs) -> Result<AccessRequest, Failure> {
     })
 }
 
+/// What the request's approval needs, as jitguard stamped it when it was asked for:
+/// `1 of lead (leads) and 1 of security (security)`.
+fn needs_text(ar: &AccessRequest) -> Option<String> {
+    let stamped = ar
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(crate::access::admit::REQUIREMENTS_ANNOTATION)?;
+    let requirements: Vec<crate::policy::Requirement> = serde_json::from_str(stamped).ok()?;
+    let parts: Vec<String> = requirements
+        .iter()
+        .map(|r| {
+            let name = if r.name.is_empty() {
+                "approver"
+            } else {
+                &r.name
+            };
+            format!("{} of {name} ({})", r.count, r.groups.join(", "))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}
+
 fn phase(ar: &AccessRequest) -> Phase {
     ar.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
@@ -612,6 +645,9 @@ fn describe(ar: &AccessRequest) -> String {
         w!(out, "Ticket:     {t}");
     }
     w!(out, "Duration:   {}", spec.duration);
+    if let Some(needs) = needs_text(ar) {
+        w!(out, "Needs:      {needs}");
+    }
     if spec.break_glass {
         w!(
             out,

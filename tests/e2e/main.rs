@@ -15,6 +15,7 @@
     clippy::panic
 )]
 
+mod attempt;
 mod cluster;
 #[path = "../common/session.rs"]
 mod session;

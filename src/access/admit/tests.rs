@@ -251,18 +251,57 @@ fn creation_stamps_the_requester_and_checks_break_glass() {
     let alice = caller("alice", &dev);
     let m = admit(&create_change(alice, &forged, &p), true);
     assert!(m.denials.is_empty(), "{:?}", m.denials);
-    assert_eq!(m.patch.len(), 2);
-    // Without the stamp (the mutating webhook skipped), the validating one refuses.
+    assert_eq!(m.patch.len(), 3);
+    // What approval needs, stamped for people to read.
+    let mut stamped = serde_json::to_value(&forged).unwrap();
+    json_patch::patch(&mut stamped, &m.patch).unwrap();
+    let needs: Vec<crate::policy::Requirement> = serde_json::from_str(
+        stamped["metadata"]["annotations"][REQUIREMENTS_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(needs, p.requirements);
+    let stamped: AccessRequest = serde_json::from_value(stamped).unwrap();
+    assert!(admit(&create_change(alice, &stamped, &p), false)
+        .denials
+        .is_empty());
+    // Without the stamps (the mutating webhook skipped), the validating one refuses.
     let v = admit(&create_change(alice, &forged, &p), false);
     assert!(
         v.denials.iter().any(|d| d.contains("spec.requester")),
         "{:?}",
         v.denials
     );
+    assert!(
+        v.denials
+            .iter()
+            .any(|d| d.contains(REQUIREMENTS_ANNOTATION)),
+        "{:?}",
+        v.denials
+    );
+    // Nor may anyone but jitguard change it afterwards.
+    let mut edited = stamped.clone();
+    edited
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(REQUIREMENTS_ANNOTATION.into(), "[]".into());
+    let mut update = create_change(alice, &edited, &p);
+    update.operation = Operation::Update;
+    update.old = Some(&stamped);
+    assert!(
+        admit(&update, false)
+            .denials
+            .iter()
+            .any(|d| d.contains("cannot change after creation")),
+        "an edited requirement annotation is refused"
+    );
     // Break-glass by a user outside the group.
     let mut glass = request("alice", Phase::Pending, vec![]);
     glass.spec.requester_groups = dev.clone();
     glass.spec.break_glass = true;
+    glass.metadata.annotations = stamped.metadata.annotations.clone();
     let v = admit(&create_change(alice, &glass, &p), false);
     assert!(
         v.denials

@@ -1,0 +1,180 @@
+//! `kubectl jit do`: access asked for from the denied command itself, through the real
+//! API server, as alice lives it: her command is denied for want of a grant, the request
+//! for exactly that action is created, approved by a team lead and security while she
+//! waits, and her command then runs. A denial no grant can lift asks for nothing.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cluster::{unique, Cluster, Run};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// `kubectl jit do` as alice, started: the caller decides when it must have ended.
+fn jit_do(c: &Cluster, extra: &[&str], command: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_jitguard"))
+        .arg("jit")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["--context", "alice", "do"])
+        .args(extra)
+        .arg("--")
+        .arg(c.bin("kubectl"))
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["--context", "alice"])
+        .args(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl jit do starts")
+}
+
+/// Alice's AccessRequests, as admin reads them.
+fn requests_of_alice(c: &Cluster) -> Vec<Value> {
+    let list = c
+        .kubectl("admin", &["get", "accessrequests", "-o", "json"])
+        .success()
+        .json();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|ar| ar["spec"]["requester"] == "alice")
+        .cloned()
+        .collect()
+}
+
+fn finished(mut child: std::process::Child, limit: Duration) -> Run {
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "kubectl jit do did not finish within {}s:\n{}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Run::from(child.wait_with_output().expect("output"))
+}
+
+#[test]
+fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
+    let c = Cluster::up(crate::cluster::Options {
+        serve_args: Vec::new(),
+        policies: None,
+    });
+    let name = unique("do");
+    let before = requests_of_alice(&c).len();
+    let child = jit_do(
+        &c,
+        &[
+            "--reason",
+            "hotfix INC-7",
+            "--ticket",
+            "INC-7",
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
+        &[
+            "-n",
+            "prod",
+            "create",
+            "configmap",
+            &name,
+            "--from-literal=a=b",
+        ],
+    );
+
+    // The request for exactly that action appears, pending.
+    let started = Instant::now();
+    let request = loop {
+        let found = requests_of_alice(&c)
+            .into_iter()
+            .find(|ar| ar["spec"]["scope"][0]["names"][0] == name.as_str());
+        if let Some(ar) = found {
+            break ar;
+        }
+        if started.elapsed() > LIMIT {
+            let run = finished(child, Duration::ZERO);
+            panic!("no request for {name} appeared:\n{}", run.stderr);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let scope = &request["spec"]["scope"][0];
+    assert_eq!(scope["namespaces"][0], "prod", "{request}");
+    assert_eq!(scope["resources"][0], "configmaps", "{request}");
+    assert_eq!(scope["operations"][0], "CREATE", "{request}");
+    assert_eq!(request["spec"]["reason"], "hotfix INC-7");
+    assert_eq!(request["spec"]["ticket"], "INC-7");
+    assert_eq!(
+        requests_of_alice(&c).len(),
+        before + 1,
+        "one request, no more"
+    );
+    let ar = request["metadata"]["name"].as_str().unwrap().to_string();
+
+    // A team lead and security approve; alice's command then runs.
+    c.jit("bob", &["approve", &ar]).success();
+    c.jit("sam", &["approve", &ar]).success();
+    let run = finished(child, LIMIT);
+    let stderr = &run.stderr;
+    assert!(run.ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "asked for access: accessrequest {ar} (Pending); approval needs 1 of"
+        )) && stderr.contains(&format!("an approver runs: kubectl jit approve {ar}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("access is live; running the command again"),
+        "{stderr}"
+    );
+    assert!(
+        run.stdout.contains(&format!("configmap/{name} created")),
+        "{}",
+        run.stdout
+    );
+    c.kubectl("admin", &["-n", "prod", "get", "configmap", &name])
+        .success();
+}
+
+#[test]
+fn a_denial_no_grant_can_lift_asks_for_nothing() {
+    let c = Cluster::up(crate::cluster::Options {
+        serve_args: Vec::new(),
+        policies: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostnet\n  namespace: prod\nspec:\n  hostNetwork: true\n  containers:\n  - name: x\n    image: nginx\n",
+    )
+    .unwrap();
+    let before = requests_of_alice(&c).len();
+    let run = finished(
+        jit_do(
+            &c,
+            &["--reason", "try", "--wait"],
+            &["apply", "-f", pod.to_str().unwrap()],
+        ),
+        LIMIT,
+    );
+    assert!(!run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("jitguard denied this by a rule no grant can lift; nothing was requested"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(requests_of_alice(&c).len(), before);
+}
