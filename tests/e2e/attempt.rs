@@ -148,6 +148,66 @@ fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
 }
 
 #[test]
+fn ctrl_c_leaves_the_request_pending_and_says_how_to_go_on_waiting() {
+    let c = Cluster::up(crate::cluster::Options {
+        serve_args: Vec::new(),
+        policies: None,
+    });
+    let name = unique("do-int");
+    let command = [
+        "-n",
+        "prod",
+        "create",
+        "configmap",
+        &name,
+        "--from-literal=a=b",
+    ];
+    let flags = ["--reason", "hotfix INC-8", "--ticket", "INC-8", "--wait"];
+    let child = jit_do(&c, &flags, &command);
+    let started = Instant::now();
+    let ar = loop {
+        let found = requests_of_alice(&c)
+            .into_iter()
+            .find(|ar| ar["spec"]["scope"][0]["names"][0] == name.as_str());
+        if let Some(ar) = found {
+            break ar["metadata"]["name"].as_str().unwrap().to_string();
+        }
+        assert!(started.elapsed() < LIMIT, "no request for {name} appeared");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Interrupted while waiting (as Ctrl-C does): the request stays, and the way back
+    // is printed.
+    std::thread::sleep(Duration::from_secs(1));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let run = finished(child, LIMIT);
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "stays pending. To go on waiting: kubectl jit do --wait --request {ar}"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(c.phase(&ar), "Pending");
+    // Going on waiting with --request: nothing new is asked for; once approved, it runs.
+    let before = requests_of_alice(&c).len();
+    let mut resumed = flags.to_vec();
+    resumed.extend(["--request", &ar]);
+    let child = jit_do(&c, &resumed, &command);
+    std::thread::sleep(Duration::from_secs(2));
+    c.jit("bob", &["approve", &ar]).success();
+    c.jit("sam", &["approve", &ar]).success();
+    let run = finished(child, LIMIT);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(requests_of_alice(&c).len(), before);
+    c.kubectl("admin", &["-n", "prod", "get", "configmap", &name])
+        .success();
+}
+
+#[test]
 fn a_denial_no_grant_can_lift_asks_for_nothing() {
     let c = Cluster::up(crate::cluster::Options {
         serve_args: Vec::new(),

@@ -23,6 +23,8 @@ pub fn root() -> PathBuf {
 /// The result of one command: exit status and both outputs, with a readable `Debug`.
 pub struct Run {
     pub ok: bool,
+    /// The exit code (`None`: ended by a signal).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -31,6 +33,7 @@ impl Run {
     pub fn from(output: Output) -> Self {
         Run {
             ok: output.status.success(),
+            code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
