@@ -48,6 +48,54 @@ fn requests_of_alice(c: &Cluster) -> Vec<Value> {
         .collect()
 }
 
+/// A cluster of the test's own: the request counts below must see no other test's.
+fn cluster() -> Cluster {
+    Cluster::up(crate::cluster::Options {
+        serve_args: Vec::new(),
+        policies: None,
+    })
+}
+
+/// The AccessRequest `kubectl jit do` created for the ConfigMap `name`, once it exists;
+/// `child` is that `kubectl jit do`, whose output tells why if none appears.
+fn request_for(c: &Cluster, name: &str, child: &mut Option<std::process::Child>) -> Value {
+    let started = Instant::now();
+    loop {
+        let found = requests_of_alice(c)
+            .into_iter()
+            .find(|ar| ar["spec"]["scope"][0]["names"][0] == name);
+        if let Some(ar) = found {
+            return ar;
+        }
+        if started.elapsed() > LIMIT {
+            let stderr = child
+                .take()
+                .map(|ch| finished(ch, Duration::ZERO).stderr)
+                .unwrap_or_default();
+            panic!("no request for {name} appeared:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `kubectl` arguments creating the ConfigMap `name` in prod: a change that needs a grant.
+fn configmap_in_prod(name: &str) -> [&str; 6] {
+    [
+        "-n",
+        "prod",
+        "create",
+        "configmap",
+        name,
+        "--from-literal=a=b",
+    ]
+}
+
+/// prod needs a team lead and security: bob and sam.
+fn approve_as_lead_and_security(c: &Cluster, ar: &str) {
+    c.jit("bob", &["approve", ar]).success();
+    c.jit("sam", &["approve", ar]).success();
+}
+
 fn finished(mut child: std::process::Child, limit: Duration) -> Run {
     let started = Instant::now();
     while child.try_wait().expect("wait").is_none() {
@@ -67,10 +115,7 @@ fn finished(mut child: std::process::Child, limit: Duration) -> Run {
 
 #[test]
 fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
-    let c = Cluster::up(crate::cluster::Options {
-        serve_args: Vec::new(),
-        policies: None,
-    });
+    let c = cluster();
     let name = unique("do");
     let before = requests_of_alice(&c).len();
     let child = jit_do(
@@ -84,31 +129,12 @@ fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
             "--timeout",
             "5m",
         ],
-        &[
-            "-n",
-            "prod",
-            "create",
-            "configmap",
-            &name,
-            "--from-literal=a=b",
-        ],
+        &configmap_in_prod(&name),
     );
 
     // The request for exactly that action appears, pending.
-    let started = Instant::now();
-    let request = loop {
-        let found = requests_of_alice(&c)
-            .into_iter()
-            .find(|ar| ar["spec"]["scope"][0]["names"][0] == name.as_str());
-        if let Some(ar) = found {
-            break ar;
-        }
-        if started.elapsed() > LIMIT {
-            let run = finished(child, Duration::ZERO);
-            panic!("no request for {name} appeared:\n{}", run.stderr);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let mut child = Some(child);
+    let request = request_for(&c, &name, &mut child);
     let scope = &request["spec"]["scope"][0];
     assert_eq!(scope["namespaces"][0], "prod", "{request}");
     assert_eq!(scope["resources"][0], "configmaps", "{request}");
@@ -123,9 +149,8 @@ fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
     let ar = request["metadata"]["name"].as_str().unwrap().to_string();
 
     // A team lead and security approve; alice's command then runs.
-    c.jit("bob", &["approve", &ar]).success();
-    c.jit("sam", &["approve", &ar]).success();
-    let run = finished(child, LIMIT);
+    approve_as_lead_and_security(&c, &ar);
+    let run = finished(child.expect("kubectl jit do"), LIMIT);
     let stderr = &run.stderr;
     assert!(run.ok, "{stderr}");
     assert!(
@@ -149,32 +174,16 @@ fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
 
 #[test]
 fn ctrl_c_leaves_the_request_pending_and_says_how_to_go_on_waiting() {
-    let c = Cluster::up(crate::cluster::Options {
-        serve_args: Vec::new(),
-        policies: None,
-    });
+    let c = cluster();
     let name = unique("do-int");
-    let command = [
-        "-n",
-        "prod",
-        "create",
-        "configmap",
-        &name,
-        "--from-literal=a=b",
-    ];
+    let command = configmap_in_prod(&name);
     let flags = ["--reason", "hotfix INC-8", "--ticket", "INC-8", "--wait"];
-    let child = jit_do(&c, &flags, &command);
-    let started = Instant::now();
-    let ar = loop {
-        let found = requests_of_alice(&c)
-            .into_iter()
-            .find(|ar| ar["spec"]["scope"][0]["names"][0] == name.as_str());
-        if let Some(ar) = found {
-            break ar["metadata"]["name"].as_str().unwrap().to_string();
-        }
-        assert!(started.elapsed() < LIMIT, "no request for {name} appeared");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let mut child = Some(jit_do(&c, &flags, &command));
+    let ar = request_for(&c, &name, &mut child)["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let child = child.expect("kubectl jit do");
     // Interrupted while waiting (as Ctrl-C does): the request stays, and the way back
     // is printed.
     std::thread::sleep(Duration::from_secs(1));
@@ -198,8 +207,7 @@ fn ctrl_c_leaves_the_request_pending_and_says_how_to_go_on_waiting() {
     resumed.extend(["--request", &ar]);
     let child = jit_do(&c, &resumed, &command);
     std::thread::sleep(Duration::from_secs(2));
-    c.jit("bob", &["approve", &ar]).success();
-    c.jit("sam", &["approve", &ar]).success();
+    approve_as_lead_and_security(&c, &ar);
     let run = finished(child, LIMIT);
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(requests_of_alice(&c).len(), before);
@@ -209,10 +217,7 @@ fn ctrl_c_leaves_the_request_pending_and_says_how_to_go_on_waiting() {
 
 #[test]
 fn a_denial_no_grant_can_lift_asks_for_nothing() {
-    let c = Cluster::up(crate::cluster::Options {
-        serve_args: Vec::new(),
-        policies: None,
-    });
+    let c = cluster();
     let dir = tempfile::tempdir().unwrap();
     let pod = dir.path().join("pod.yaml");
     std::fs::write(
