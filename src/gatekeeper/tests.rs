@@ -201,3 +201,24 @@ fn the_clusters_objects_are_refused_one_by_one_with_their_reasons() {
     // What is accepted builds a pack.
     assert!(Pack::build(&accepted, Duration::from_millis(100)).is_ok());
 }
+
+#[test]
+fn a_rego_code_entry_may_say_it_is_rego_v1() {
+    let mut doc = template("");
+    doc["spec"]["targets"][0] = json!({
+        "target": "admission.k8s.gatekeeper.sh",
+        "code": [{"engine": "Rego", "source": {
+            "version": "v1",
+            "rego": "package k8srequiredowner\n\nviolation contains {\"msg\": msg} if {\n  not input.review.object.metadata.labels.owner\n  msg := \"needs an owner\"\n}\n",
+        }}],
+    });
+    let mut t = Template::compile(&doc).unwrap();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}});
+    let found = t
+        .violations(&review_of(&pod), &json!({}), &inventory(&[]))
+        .unwrap();
+    assert_eq!(found[0].msg, "needs an owner");
+    doc["spec"]["targets"][0]["code"][0]["source"]["version"] = json!("v2");
+    let e = Template::compile(&doc).unwrap_err().to_string();
+    assert!(e.contains("Rego version \"v2\" is not v0 or v1"), "{e}");
+}
