@@ -724,3 +724,42 @@ fn verify_runs_gator_suites_unchanged() {
         "named by the suite: {out}"
     );
 }
+
+/// `kubectl jit do` reaches the cluster only when there is a grant to ask for: a command
+/// that succeeds, or fails for a reason of its own, is passed through with its exit code,
+/// even with no usable kubeconfig.
+#[test]
+fn jit_do_passes_a_command_through_that_needs_no_grant() {
+    let missing = "/nonexistent/kubeconfig";
+    let (code, _, err) = run(&[
+        "jit",
+        "--kubeconfig",
+        missing,
+        "do",
+        "--reason",
+        "x",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "jit",
+        "--kubeconfig",
+        missing,
+        "do",
+        "--reason",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo nope >&2; exit 3",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err, "nope\n");
+    let (code, _, err) = run(&["jit", "do", "--reason", "x", "--", "/nonexistent/kubectl"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("kubectl jit do: cannot run /nonexistent/kubectl"),
+        "{err}"
+    );
+}

@@ -206,9 +206,10 @@ pub fn run(args: &JitArgs, d: &DoArgs, runtime: &tokio::runtime::Runtime) -> Exi
 }
 
 async fn attempt(args: &JitArgs, d: &DoArgs) -> Result<u8, Failure> {
-    let client = client(args).await?;
-    let api: Api<AccessRequest> = Api::all(client);
-    let names = if d.requests.is_empty() {
+    // The cluster is reached only once there is something to ask for or wait on: a
+    // command that succeeds, or fails for another reason, needs no more than itself.
+    let api = || async { client(args).await.map(Api::<AccessRequest>::all) };
+    let (api, names) = if d.requests.is_empty() {
         let first = run_command(&d.command, true).await?;
         if first.code == 0 {
             return Ok(0);
@@ -223,6 +224,7 @@ async fn attempt(args: &JitArgs, d: &DoArgs) -> Result<u8, Failure> {
             }
             Denial::NeedsGrant(lines) => lines,
         };
+        let api = api().await?;
         let mut names = Vec::new();
         for line in lines {
             let mut request = parse_request_line(&line)?;
@@ -245,9 +247,9 @@ async fn attempt(args: &JitArgs, d: &DoArgs) -> Result<u8, Failure> {
             eprintln!("kubectl jit do: once it is approved, run the command again (or use --wait)");
             return Ok(first.code);
         }
-        names
+        (api, names)
     } else {
-        d.requests.clone()
+        (api().await?, d.requests.clone())
     };
     tokio::select! {
         waited = wait_until_live(&api, &names, d.timeout) => waited?,
