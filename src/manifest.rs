@@ -154,7 +154,6 @@ fn wrap_document(
         out.gatekeeper.push((source.to_string(), value));
         return Ok(());
     }
-    let items = &mut out.items;
     let kind = value
         .get("kind")
         .and_then(Value::as_str)
@@ -209,7 +208,7 @@ fn wrap_document(
             return Err("not a Kubernetes object: apiVersion and kind are required".into())
         }
         _ => {
-            let review = review_for(&value, requester, items.len())?;
+            let review = review_for(&value, requester, out.items.len())?;
             let generated = value
                 .pointer("/metadata/generateName")
                 .and_then(Value::as_str)
@@ -228,7 +227,7 @@ fn wrap_document(
                     name.as_deref()
                 )
             );
-            items.push(Item {
+            out.items.push(Item {
                 source: source.to_string(),
                 label,
                 body: serde_json::to_vec(&review).map_err(|e| e.to_string())?,

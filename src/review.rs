@@ -134,13 +134,15 @@ impl Worker {
         let engine = self.engine.get_or_insert_with(|| current.engine());
         // The cluster's inventory, loaded when it moved (its referential templates
         // re-prepare then, never per request).
-        let cluster = self.reviewer.gatekeeper.snapshot();
-        if cluster.inventory_generation != self.inventory_generation {
-            match engine.set_inventory(&cluster.inventory) {
-                Ok(()) => self.inventory_generation = cluster.inventory_generation,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot load the Gatekeeper inventory; referential constraints see the last one loaded")
-                }
+        if let Some((generation, inventory)) = self
+            .reviewer
+            .gatekeeper
+            .inventory_newer_than(self.inventory_generation)
+        {
+            // Tried once per generation: a failure is not paid again on every request.
+            self.inventory_generation = generation;
+            if let Err(e) = engine.set_inventory(&inventory) {
+                tracing::error!(error = %e, generation, "cannot load the Gatekeeper inventory; referential constraints see the last one loaded");
             }
         }
         engine

@@ -122,12 +122,7 @@ impl Service {
         let set = PolicySet::load(&config.policies, eval)
             .with_context(|| format!("loading policies from {}", config.policies.display()))?;
         tracing::info!(packages = ?set.package_names(), constraints = ?set.constraint_names(), "policies loaded");
-        metrics.policies_loaded.set(set.packages().len() as i64);
-        metrics.known_packages(
-            set.package_names()
-                .into_iter()
-                .chain(set.constraint_names()),
-        );
+        serving(&set, &metrics);
         let policies = Arc::new(ArcSwap::from_pointee(set));
         // The cluster's Gatekeeper objects, where there is a cluster to watch.
         let gatekeeper = match (&config.grants, &config.gatekeeper_namespace) {
@@ -363,6 +358,17 @@ impl Service {
     }
 }
 
+/// The metrics of a snapshot about to serve: how many packages, and a zero series for
+/// each package and Gatekeeper constraint.
+fn serving(set: &PolicySet, metrics: &Metrics) {
+    metrics.policies_loaded.set(set.packages().len() as i64);
+    metrics.known_packages(
+        set.package_names()
+            .into_iter()
+            .chain(set.constraint_names()),
+    );
+}
+
 /// Recompiles the policy folder, with the cluster's Gatekeeper objects beside it, off to
 /// the side when either changes, and swaps it in. A folder change that does not compile
 /// is refused (logged with file:line:col, counted) and the last good policies keep
@@ -418,12 +424,7 @@ fn watch_policies(
             Ok(set) => {
                 refused = None;
                 tracing::info!(generation = set.generation(), packages = ?set.package_names(), constraints = ?set.constraint_names(), "policies reloaded");
-                metrics.policies_loaded.set(set.packages().len() as i64);
-                metrics.known_packages(
-                    set.package_names()
-                        .into_iter()
-                        .chain(set.constraint_names()),
-                );
+                serving(&set, &metrics);
                 metrics.policy_reloads.with_label_values(&["success"]).inc();
                 // The set's digest names what it was compiled from: a refused cluster
                 // object changes nothing, so the next poll does not compile again.

@@ -53,6 +53,17 @@ pub fn yaml_error(e: &yaml_serde::Error) -> (usize, String) {
     (line, message)
 }
 
+/// Reads a one-document YAML file (a test suite) into `T`; the error names the file
+/// and line, or why it cannot be read.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    yaml_serde::from_str(&text).map_err(|e| {
+        let (line, message) = yaml_error(&e);
+        format!("{}:{}: {message}", path.display(), line + 1)
+    })
+}
+
 /// Splits a multi-document YAML text at `---` lines: (1-based first line, text). Empty
 /// documents are dropped.
 pub fn yaml_documents(text: &str) -> Vec<(usize, &str)> {

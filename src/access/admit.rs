@@ -10,6 +10,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 
 use super::quorum::satisfied;
 use super::POLICY_APPROVER;
@@ -97,12 +98,10 @@ fn requirements_json(policy: &AccessPolicy) -> String {
     serde_json::to_string(&policy.requirements).unwrap_or_else(|_| "[]".into())
 }
 
-fn annotation<'a>(object: &'a AccessRequest, key: &str) -> Option<&'a str> {
+fn stamped_requirements(object: &AccessRequest) -> Option<&str> {
     object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
+        .annotations()
+        .get(REQUIREMENTS_ANNOTATION)
         .map(String::as_str)
 }
 
@@ -123,12 +122,17 @@ fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
         out.patch.extend(op(serde_json::json!({"op": "add", "path": "/spec/requesterGroups", "value": caller.groups})));
         let requirements = requirements_json(policy);
         out.patch.extend(op(if object.metadata.annotations.is_some() {
-            serde_json::json!({"op": "add", "path": "/metadata/annotations/jitguard.dev~1approval-requirements", "value": requirements})
+            // A JSON Pointer writes the key's `/` as `~1`.
+            let path = format!(
+                "/metadata/annotations/{}",
+                REQUIREMENTS_ANNOTATION.replace('/', "~1")
+            );
+            serde_json::json!({"op": "add", "path": path, "value": requirements})
         } else {
             serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {REQUIREMENTS_ANNOTATION: requirements}})
         }));
     } else {
-        if annotation(object, REQUIREMENTS_ANNOTATION) != Some(requirements_json(policy).as_str()) {
+        if stamped_requirements(object) != Some(requirements_json(policy).as_str()) {
             out.deny(format!(
                 "metadata.annotations[{REQUIREMENTS_ANNOTATION}] is stamped by jitguard with what approval needs; leave it out"
             ));
@@ -220,8 +224,7 @@ fn update_spec(change: &Change<'_>, out: &mut Outcome) {
     let Some(old) = change.old else {
         return out.deny(NO_OLD_OBJECT);
     };
-    let annotation_changed = annotation(change.object, REQUIREMENTS_ANNOTATION)
-        != annotation(old, REQUIREMENTS_ANNOTATION);
+    let annotation_changed = stamped_requirements(change.object) != stamped_requirements(old);
     let (new, old) = (&change.object.spec, &old.spec);
     if annotation_changed && change.caller.user != change.controller {
         out.deny(format!(

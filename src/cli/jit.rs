@@ -524,9 +524,7 @@ fn new_request(r: &RequestArgs) -> Result<AccessRequest, Failure> {
 /// `1 of lead (leads) and 1 of security (security)`.
 fn needs_text(ar: &AccessRequest) -> Option<String> {
     let stamped = ar
-        .metadata
-        .annotations
-        .as_ref()?
+        .annotations()
         .get(crate::access::admit::REQUIREMENTS_ANNOTATION)?;
     let requirements: Vec<crate::policy::Requirement> = serde_json::from_str(stamped).ok()?;
     let parts: Vec<String> = requirements

@@ -178,12 +178,7 @@ impl Runner {
         file: &Path,
         default_policies: &Path,
     ) -> Result<(String, Vec<CaseResult>), String> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let suite: Suite = yaml_serde::from_str(&text).map_err(|e| {
-            let (line, message) = crate::text::yaml_error(&e);
-            format!("{}:{}: {message}", file.display(), line + 1)
-        })?;
+        let suite: Suite = crate::text::read_yaml(file)?;
         let base = file.parent().unwrap_or(Path::new("."));
         let policies = match &suite.policies {
             Some(p) => base.join(p),

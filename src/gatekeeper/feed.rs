@@ -84,6 +84,14 @@ impl ClusterFeed {
         });
     }
 
+    /// The inventory and its generation, if it moved past `generation`. Read on every
+    /// request, so without taking a reference to the snapshot unless it moved.
+    pub fn inventory_newer_than(&self, generation: u64) -> Option<(u64, Arc<Json>)> {
+        let current = self.current.load();
+        (current.inventory_generation != generation)
+            .then(|| (current.inventory_generation, current.inventory.clone()))
+    }
+
     pub fn mark_applied(&self) {
         self.applied.store(true, Ordering::Release);
     }
@@ -124,5 +132,7 @@ mod tests {
         let s = feed.snapshot();
         assert!(s.synced && s.digest != 0 && s.inventory_generation == 1);
         assert!(ClusterFeed::none().is_applied());
+        assert_eq!(feed.inventory_newer_than(1), None);
+        assert_eq!(feed.inventory_newer_than(0).map(|(g, _)| g), Some(1));
     }
 }

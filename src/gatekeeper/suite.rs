@@ -73,12 +73,7 @@ pub type CaseResult = (String, Result<(), String>);
 
 /// Runs every case of the suite at `path`. `Err`: the suite itself cannot be read.
 pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let suite: Suite = yaml_serde::from_str(&text).map_err(|e| {
-        let (line, message) = crate::text::yaml_error(&e);
-        format!("{}:{}: {message}", path.display(), line + 1)
-    })?;
+    let suite: Suite = crate::text::read_yaml(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let suite_name = if suite.metadata.name.is_empty() {
         base.file_name()

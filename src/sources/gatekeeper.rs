@@ -219,15 +219,12 @@ async fn mirror(
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
 ) {
-    let set = |objects: Option<BTreeMap<String, Json>>, synced: bool| {
-        if let Ok(mut s) = state.lock() {
-            let m = s.mirrors.entry(what.clone()).or_default();
-            if let Some(objects) = objects {
-                m.objects = objects;
-            }
-            m.synced |= synced;
-        }
-        changed.notify_one();
+    // A full list (or the knowledge that there is nothing to list): synced.
+    let replace = |objects: BTreeMap<String, Json>| {
+        edit(&state, &changed, &what, |m| {
+            m.objects = objects;
+            m.synced = true;
+        });
     };
     let mut backoff = watcher::DefaultBackoff::default();
     loop {
@@ -246,7 +243,7 @@ async fn mirror(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(watch = ?what, error = %e, "a kind Gatekeeper's Config syncs is not served by the cluster; its inventory stays empty");
-                set(Some(BTreeMap::new()), true);
+                replace(BTreeMap::new());
                 tokio::time::sleep(ABSENT_RETRY).await;
                 continue;
             }
@@ -291,31 +288,21 @@ async fn mirror(
                     }
                 }
                 Ok(watcher::Event::InitDone) => {
-                    set(Some(std::mem::take(&mut buffer)), true);
+                    replace(std::mem::take(&mut buffer));
                     backoff = watcher::DefaultBackoff::default();
                 }
                 Ok(watcher::Event::Apply(o)) => {
                     if let Some((k, v)) = as_json(o) {
-                        if let Ok(mut s) = state.lock() {
-                            s.mirrors
-                                .entry(what.clone())
-                                .or_default()
-                                .objects
-                                .insert(k, v);
-                        }
-                        changed.notify_one();
+                        edit(&state, &changed, &what, |m| {
+                            m.objects.insert(k, v);
+                        });
                     }
                 }
                 Ok(watcher::Event::Delete(o)) => {
                     if let Some((k, _)) = as_json(o) {
-                        if let Ok(mut s) = state.lock() {
-                            s.mirrors
-                                .entry(what.clone())
-                                .or_default()
-                                .objects
-                                .remove(&k);
-                        }
-                        changed.notify_one();
+                        edit(&state, &changed, &what, |m| {
+                            m.objects.remove(&k);
+                        });
                     }
                 }
                 Err(e) => break Failure::Watch(e),
@@ -325,7 +312,7 @@ async fn mirror(
             // No CRD for this kind (Gatekeeper not installed, or a template whose
             // constraint CRD Gatekeeper has not made): nothing to serve from it.
             tracing::debug!(watch = ?what, "not served by the cluster; looked for again later");
-            set(Some(BTreeMap::new()), true);
+            replace(BTreeMap::new());
             tokio::time::sleep(ABSENT_RETRY).await;
             continue;
         }
@@ -333,6 +320,14 @@ async fn mirror(
         tracing::warn!(watch = ?what, error = %failure.to_string(), retry_in_ms = delay.as_millis() as u64, "Gatekeeper watch failed; serving the last known objects until it recovers");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// One change to a kind's mirror, then a word to the publisher.
+fn edit(state: &Mutex<State>, changed: &Notify, what: &Watched, change: impl FnOnce(&mut Mirror)) {
+    if let Ok(mut s) = state.lock() {
+        change(s.mirrors.entry(what.clone()).or_default());
+    }
+    changed.notify_one();
 }
 
 /// Why a watch stopped.

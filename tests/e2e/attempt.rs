@@ -128,6 +128,8 @@ fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
             "--wait",
             "--timeout",
             "5m",
+            "--duration",
+            "45m",
         ],
         &configmap_in_prod(&name),
     );
@@ -141,6 +143,10 @@ fn a_denied_command_asks_for_exactly_its_access_and_runs_once_approved() {
     assert_eq!(scope["operations"][0], "CREATE", "{request}");
     assert_eq!(request["spec"]["reason"], "hotfix INC-7");
     assert_eq!(request["spec"]["ticket"], "INC-7");
+    assert_eq!(
+        request["spec"]["duration"], "45m",
+        "--duration over the denial's 30m"
+    );
     assert_eq!(
         requests_of_alice(&c).len(),
         before + 1,
@@ -201,10 +207,22 @@ fn ctrl_c_leaves_the_request_pending_and_says_how_to_go_on_waiting() {
         run.stderr
     );
     assert_eq!(c.phase(&ar), "Pending");
-    // Going on waiting with --request: nothing new is asked for; once approved, it runs.
+    // Going on waiting with --request: nothing new is asked for; --timeout bounds the
+    // wait; once approved, it runs.
     let before = requests_of_alice(&c).len();
     let mut resumed = flags.to_vec();
     resumed.extend(["--request", &ar]);
+    let mut bounded = resumed.clone();
+    bounded.extend(["--timeout", "2s"]);
+    let run = finished(jit_do(&c, &bounded, &command), LIMIT);
+    assert!(
+        !run.ok
+            && run
+                .stderr
+                .contains("still not approved after 2s (--timeout)"),
+        "{}",
+        run.stderr
+    );
     let child = jit_do(&c, &resumed, &command);
     std::thread::sleep(Duration::from_secs(2));
     approve_as_lead_and_security(&c, &ar);

@@ -730,30 +730,22 @@ fn verify_runs_gator_suites_unchanged() {
 /// even with no usable kubeconfig.
 #[test]
 fn jit_do_passes_a_command_through_that_needs_no_grant() {
-    let missing = "/nonexistent/kubeconfig";
-    let (code, _, err) = run(&[
-        "jit",
-        "--kubeconfig",
-        missing,
-        "do",
-        "--reason",
-        "x",
-        "--",
-        "true",
-    ]);
+    let jit_do = |command: &[&str]| {
+        let mut args = vec![
+            "jit",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "do",
+            "--reason",
+            "x",
+            "--",
+        ];
+        args.extend_from_slice(command);
+        run(&args)
+    };
+    let (code, _, err) = jit_do(&["true"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run(&[
-        "jit",
-        "--kubeconfig",
-        missing,
-        "do",
-        "--reason",
-        "x",
-        "--",
-        "sh",
-        "-c",
-        "echo nope >&2; exit 3",
-    ]);
+    let (code, _, err) = jit_do(&["sh", "-c", "echo nope >&2; exit 3"]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(err, "nope\n");
     let (code, _, err) = run(&["jit", "do", "--reason", "x", "--", "/nonexistent/kubectl"]);
