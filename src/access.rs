@@ -12,3 +12,22 @@ pub mod quorum;
 
 /// Prefix of approvals recorded by policy rather than by a person.
 pub const POLICY_APPROVER: &str = "policy:";
+
+/// What the request's approval needs, as jitguard stamped it when it was asked for:
+/// `1 of lead (leads) and 1 of security (security)`.
+pub fn needs_text(ar: &crate::grant::AccessRequest) -> Option<String> {
+    let stamped = kube::ResourceExt::annotations(ar).get(admit::REQUIREMENTS_ANNOTATION)?;
+    let requirements: Vec<crate::policy::Requirement> = serde_json::from_str(stamped).ok()?;
+    let parts: Vec<String> = requirements
+        .iter()
+        .map(|r| {
+            let name = if r.name.is_empty() {
+                "approver"
+            } else {
+                &r.name
+            };
+            format!("{} of {name} ({})", r.count, r.groups.join(", "))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}

@@ -2,12 +2,14 @@
 //! It approves by policy and by break-glass, lets pending requests lapse, binds a grant's
 //! role while it is live, ends grants at their expiry and removes everything labelled with
 //! a grant once it ended, and turns each step into an audit record and a Kubernetes Event.
+//! It also sends each request's notifications ([`crate::notify`]).
 //!
 //! Every replica watches AccessRequests; only the holder of a `coordination.k8s.io` Lease
 //! acts. Decisions are made by the pure [`plan`]; this module only carries them out.
 //! Nothing here is on the admission path: the webhook never waits for the controller.
 
 pub mod lease;
+mod observed;
 pub mod provision;
 mod schedule;
 
@@ -19,7 +21,7 @@ use arc_swap::ArcSwap;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{ApiResource, PostParams};
+use kube::api::{ApiResource, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -27,15 +29,15 @@ use kube::{Api, Client, Resource, ResourceExt};
 use regorus::Value;
 
 use crate::access::plan::{self, Context, Step};
-use crate::access::POLICY_APPROVER;
 use crate::audit::Audit;
-use crate::grant::resource::ApprovalDecision;
 use crate::grant::{AccessRequest, Phase};
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
+use crate::notify::{self, deliver::Notifier, Notice};
 use crate::policy::{AccessPolicy, AccessPolicyError};
 use crate::policy::{PolicyEngine, PolicySet};
 use lease::LeaderElector;
+use observed::Observed;
 use provision::BindError;
 use schedule::Schedule;
 
@@ -84,6 +86,8 @@ pub struct Controller {
     /// Namespace labels, so that the access policy sees a labelled namespace in a scope
     /// as the webhook does.
     namespaces: Namespaces,
+    /// Where notifications go; `None`: none are sent.
+    notifier: Option<Notifier>,
 }
 
 impl Controller {
@@ -106,7 +110,14 @@ impl Controller {
             evaluated: HashMap::new(),
             observed: Observed::default(),
             namespaces: Namespaces::default(),
+            notifier: None,
         }
+    }
+
+    /// Sends notifications of each request's events through `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// The namespace cache the webhook uses (the access policy reads labels through it).
@@ -244,13 +255,21 @@ impl Controller {
             };
             self.observe(&ar).await;
             let finished = self.reconcile(&ar, store).await;
+            let finished = self.notify(&ar).await && finished;
             let now = Timestamp::now();
             let policy = if ar.status.as_ref().is_none_or(|s| s.phase == Phase::Pending) {
                 self.access_policy(&ar)
             } else {
                 None
             };
-            let deadline = plan::next_deadline(&ar, policy.as_ref());
+            let expiring = self
+                .notifier
+                .as_ref()
+                .and_then(|n| notify::next_due(&ar, now, &n.timing));
+            let deadline = match (plan::next_deadline(&ar, policy.as_ref()), expiring) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             // A deadline already passed means this pass did not get the request past it
             // (a write refused or failed, a policy not yet evaluable): try again soon.
             // A successful write comes back as a watch event and is reconciled at once.
@@ -359,6 +378,52 @@ impl Controller {
             Err(e) => {
                 self.count("status", false);
                 tracing::warn!(request = %name, error = %e, "cannot update the request's status");
+                false
+            }
+        }
+    }
+
+    /// Claims the request's due notifications in its annotation, then queues them. The
+    /// claim carries the resourceVersion read: if the request changed meanwhile (a status
+    /// this pass wrote, another leader's claim), it is refused and the new version is
+    /// looked at when the watch brings it. `false`: the claim failed for another reason
+    /// and is tried again.
+    async fn notify(&mut self, ar: &AccessRequest) -> bool {
+        let Some(timing) = self.notifier.as_ref().map(|n| n.timing) else {
+            return true;
+        };
+        let now = Timestamp::now();
+        let due = notify::due(ar, now, &timing);
+        if due.is_empty() {
+            return true;
+        }
+        // Routing is the access policy's; if it cannot say, every sink hears.
+        let route = self.access_policy(ar).and_then(|p| p.notify);
+        let name = ar.name_any();
+        let claim = serde_json::json!({"metadata": {
+            "resourceVersion": ar.metadata.resource_version,
+            "annotations": {notify::NOTIFIED_ANNOTATION: notify::claim(ar, &due)},
+        }});
+        let api: Api<AccessRequest> = Api::all(self.client.clone());
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&claim))
+            .await
+        {
+            Ok(_) => {
+                if let Some(notifier) = &self.notifier {
+                    for kind in due {
+                        let notice = Notice::new(ar, kind, notifier.page_url.as_deref(), now);
+                        notifier.send(notice, route.as_deref());
+                    }
+                }
+                true
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(request = %name, "changed before its notifications were claimed; looking again");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(request = %name, error = %e, "cannot record the request's notifications; retrying");
                 false
             }
         }
@@ -532,107 +597,6 @@ fn event(step: &Step) -> Event {
         note: Some(note),
         action: step.reason.to_string(),
         secondary: None,
-    }
-}
-
-/// What the leader has seen of each request, to turn the webhook's steps into Events.
-/// Starts empty at each new leadership: what happened before is taken as known (the
-/// audit log has it), so a failover does not repeat Events.
-#[derive(Default)]
-struct Observed {
-    seen: HashMap<String, (Phase, usize)>,
-    baselined: bool,
-}
-
-impl Observed {
-    fn changes(&mut self, ar: &AccessRequest) -> Vec<Step> {
-        let uid = ar.metadata.uid.clone().unwrap_or_else(|| ar.name_any());
-        let status = ar.status.clone().unwrap_or_default();
-        let now = (status.phase, status.approvals.len());
-        let before = self.seen.insert(uid, now);
-        if !self.baselined {
-            return Vec::new();
-        }
-        let mut steps = Vec::new();
-        let (old_phase, old_count) = match before {
-            Some(b) => b,
-            None => {
-                let note = format!(
-                    "{} asks for {} of access: {}",
-                    ar.spec.requester, ar.spec.duration, ar.spec.reason
-                );
-                steps.push(Step::new(
-                    "access.requested",
-                    "Requested",
-                    note,
-                    &ar.spec.requester,
-                ));
-                (Phase::Pending, 0)
-            }
-        };
-        for a in status.approvals.iter().skip(old_count) {
-            if a.approver.starts_with(POLICY_APPROVER) {
-                continue; // the controller recorded its own
-            }
-            let (reason, verb) = match a.decision {
-                ApprovalDecision::Approve => ("Approval", "approved"),
-                ApprovalDecision::Deny => ("Denied", "denied"),
-            };
-            let comment = a
-                .comment
-                .as_deref()
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            steps.push(Step::new(
-                "access.decision",
-                reason,
-                format!("{verb} by {}{comment}", a.approver),
-                &a.approver,
-            ));
-        }
-        if status.phase != old_phase {
-            match status.phase {
-                Phase::Approved
-                    if !status
-                        .approvals
-                        .iter()
-                        .any(|a| a.approver.starts_with(POLICY_APPROVER))
-                        && !status.review_required =>
-                {
-                    let until = status
-                        .expires_at
-                        .as_ref()
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_default();
-                    steps.push(Step::new(
-                        "access.approved",
-                        "Approved",
-                        format!("approval requirements met; live until {until}"),
-                        "",
-                    ));
-                }
-                Phase::Revoked => {
-                    let by = status.revoked_by.clone().unwrap_or_default();
-                    steps.push(Step::new(
-                        "access.revoked",
-                        "Revoked",
-                        format!("revoked by {by}"),
-                        &by,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        steps
-    }
-
-    /// After the first pass: later passes report changes.
-    fn baseline(&mut self) {
-        self.baselined = true;
-    }
-
-    fn forget(&mut self, uid: &str) {
-        self.seen.remove(uid);
     }
 }
 

@@ -26,6 +26,7 @@ pub mod grant;
 pub mod manifest;
 pub mod metrics;
 pub mod namespace;
+pub mod notify;
 pub mod policy;
 pub mod pool;
 pub mod reload;

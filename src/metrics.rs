@@ -52,6 +52,7 @@ pub struct Metrics {
     pub audit_errors: IntCounter,
     pub controller_leader: IntGauge,
     pub controller_actions: IntCounterVec,
+    pub notifications: IntCounterVec,
     kinds: Arc<RwLock<HashSet<String>>>,
 }
 
@@ -176,6 +177,12 @@ impl Metrics {
                 "jitguard_controller_actions_total",
                 "Controller steps on AccessRequests, by action (approve, lapse, expire, provision, reap, status) and result (ok, error).",
                 &["action", "result"],
+            )?,
+            notifications: counter(
+                &registry,
+                "jitguard_notifications_total",
+                "Notifications by sink, event and result (ok, retry: an attempt failed and is retried, failed: given up, dropped: the sink's queue was full).",
+                &["sink", "event", "result"],
             )?,
             registry,
             kinds: Arc::new(RwLock::new(HashSet::new())),

@@ -39,7 +39,7 @@ const FINDING_RULES: [RuleKind; 5] = [
 pub const ACCESS_PACKAGE: &str = "jitguard.access";
 
 /// The workflow parameters the access package may define.
-const ACCESS_RULES: [&str; 7] = [
+const ACCESS_RULES: [&str; 8] = [
     "approval_requirements",
     "auto_approve",
     "break_glass_groups",
@@ -47,6 +47,7 @@ const ACCESS_RULES: [&str; 7] = [
     "admin_groups",
     "pending_ttl",
     "allow_escalating_roles",
+    "notify",
 ];
 
 const ACCESS_RULE: &str = "data.__jitguard.access";

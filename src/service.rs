@@ -63,6 +63,8 @@ pub struct Config {
     /// In a cluster, serve its Gatekeeper objects, with the `Config` of this namespace;
     /// `None`: the policy folder's only.
     pub gatekeeper_namespace: Option<String>,
+    /// The notifications file (`serve --notifications`).
+    pub notifications: Option<PathBuf>,
 }
 
 /// A started server: listeners bound, every part running.
@@ -102,6 +104,17 @@ impl Service {
                     crate::audit::Caller::Unverified
                 });
 
+        // Read at start: a broken file stops the start, with the reason, rather than
+        // leaving approvers unaware later.
+        let notifications = match &config.notifications {
+            Some(path) => Some(crate::notify::deliver::Settings::load(path, |var| {
+                std::env::var(var).ok()
+            })?),
+            None => None,
+        };
+        if notifications.is_some() && (config.grants.is_some() || !config.controller) {
+            tracing::warn!("--notifications is ignored: notifications are sent by the controller, which runs only in a cluster (without --grants, with --controller true)");
+        }
         let pair = tls::load_pair(&config.cert, &config.key)?;
         let resolver = tls::ReloadingCert::new(pair);
         let tls_config = tls::server_config(resolver.clone(), config.client_ca.as_deref())?;
@@ -209,6 +222,12 @@ impl Service {
                         settings,
                     )
                     .with_namespaces(namespaces.clone());
+                    let controller = match notifications {
+                        Some(settings) => controller.with_notifier(
+                            crate::notify::deliver::Notifier::start(settings, metrics.clone())?,
+                        ),
+                        None => controller,
+                    };
                     lease = Some(controller.lease());
                     supervisor.spawn("the controller", controller.run());
                 }

@@ -94,6 +94,11 @@ fn op(value: serde_json::Value) -> Option<json_patch::PatchOperation> {
 /// always checked against the policy of the moment, never against this.
 pub const REQUIREMENTS_ANNOTATION: &str = "jitguard.dev/approval-requirements";
 
+/// The notifications already claimed for a request (see the notify module), comma-separated,
+/// written only by jitguard's controller: the webhook refuses it from anyone else, at
+/// creation and after.
+pub const NOTIFIED_ANNOTATION: &str = "jitguard.dev/notified";
+
 fn requirements_json(policy: &AccessPolicy) -> String {
     serde_json::to_string(&policy.requirements).unwrap_or_else(|_| "[]".into())
 }
@@ -132,6 +137,11 @@ fn create(change: &Change<'_>, mutating: bool, out: &mut Outcome) {
             serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {REQUIREMENTS_ANNOTATION: requirements}})
         }));
     } else {
+        if object.annotations().contains_key(NOTIFIED_ANNOTATION) {
+            out.deny(format!(
+                "metadata.annotations[{NOTIFIED_ANNOTATION}] is jitguard's record of the notifications sent; leave it out"
+            ));
+        }
         if stamped_requirements(object) != Some(requirements_json(policy).as_str()) {
             out.deny(format!(
                 "metadata.annotations[{REQUIREMENTS_ANNOTATION}] is stamped by jitguard with what approval needs; leave it out"
@@ -225,6 +235,15 @@ fn update_spec(change: &Change<'_>, out: &mut Outcome) {
         return out.deny(NO_OLD_OBJECT);
     };
     let annotation_changed = stamped_requirements(change.object) != stamped_requirements(old);
+    // Removing it would notify the approvers again; setting it would silence a
+    // break-glass notice.
+    let notified_changed = change.object.annotations().get(NOTIFIED_ANNOTATION)
+        != old.annotations().get(NOTIFIED_ANNOTATION);
+    if notified_changed && change.caller.user != change.controller {
+        out.deny(format!(
+            "metadata.annotations[{NOTIFIED_ANNOTATION}] is jitguard's record of the notifications sent; only jitguard changes it"
+        ));
+    }
     let (new, old) = (&change.object.spec, &old.spec);
     if annotation_changed && change.caller.user != change.controller {
         out.deny(format!(

@@ -520,27 +520,6 @@ fn new_request(r: &RequestArgs) -> Result<AccessRequest, Failure> {
     })
 }
 
-/// What the request's approval needs, as jitguard stamped it when it was asked for:
-/// `1 of lead (leads) and 1 of security (security)`.
-fn needs_text(ar: &AccessRequest) -> Option<String> {
-    let stamped = ar
-        .annotations()
-        .get(crate::access::admit::REQUIREMENTS_ANNOTATION)?;
-    let requirements: Vec<crate::policy::Requirement> = serde_json::from_str(stamped).ok()?;
-    let parts: Vec<String> = requirements
-        .iter()
-        .map(|r| {
-            let name = if r.name.is_empty() {
-                "approver"
-            } else {
-                &r.name
-            };
-            format!("{} of {name} ({})", r.count, r.groups.join(", "))
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(" and "))
-}
-
 fn phase(ar: &AccessRequest) -> Phase {
     ar.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
@@ -548,27 +527,6 @@ fn phase(ar: &AccessRequest) -> Phase {
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value)
         .map_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"), |s| s + "\n")
-}
-
-fn scope_text(rule: &ScopeRule) -> String {
-    let groups: Vec<&str> = rule
-        .api_groups
-        .iter()
-        .map(|g| if g.is_empty() { "core" } else { g.as_str() })
-        .collect();
-    let mut text = format!(
-        "{} {} ({})",
-        rule.operations.join(","),
-        rule.resources.join(","),
-        groups.join(",")
-    );
-    if !rule.namespaces.is_empty() {
-        text.push_str(&format!(" in {}", rule.namespaces.join(",")));
-    }
-    if !rule.names.is_empty() {
-        text.push_str(&format!(" named {}", rule.names.join(",")));
-    }
-    text
 }
 
 fn table(items: &[&AccessRequest]) -> String {
@@ -595,7 +553,7 @@ fn table(items: &[&AccessRequest]) -> String {
                 ar.spec
                     .scope
                     .iter()
-                    .map(scope_text)
+                    .map(ScopeRule::summary)
                     .collect::<Vec<_>>()
                     .join("; "),
             ]
@@ -643,7 +601,7 @@ fn describe(ar: &AccessRequest) -> String {
         w!(out, "Ticket:     {t}");
     }
     w!(out, "Duration:   {}", spec.duration);
-    if let Some(needs) = needs_text(ar) {
+    if let Some(needs) = crate::access::needs_text(ar) {
         w!(out, "Needs:      {needs}");
     }
     if spec.break_glass {
@@ -665,7 +623,7 @@ fn describe(ar: &AccessRequest) -> String {
     }
     w!(out, "Scope:");
     for rule in &spec.scope {
-        w!(out, "  - {}", scope_text(rule));
+        w!(out, "  - {}", rule.summary());
     }
     if let Some(t) = &status.approved_at {
         w!(out, "Approved at: {}", t.0);

@@ -113,6 +113,11 @@ pub struct ServeArgs {
         default_value = "gatekeeper-system"
     )]
     pub gatekeeper_namespace: String,
+    /// Notify people of each request's events through the sinks this file names (mount
+    /// it from a Secret: it holds webhook URLs and tokens). See the README's
+    /// Notifications section for its format.
+    #[arg(long, env = "JITGUARD_NOTIFICATIONS")]
+    pub notifications: Option<PathBuf>,
 }
 
 /// Who this replica is in the Lease: the pod name where the Deployment passes it.
@@ -304,6 +309,7 @@ impl Config {
             controller: args.controller,
             reap: args.reap,
             gatekeeper_namespace: args.gatekeeper_objects.then_some(args.gatekeeper_namespace),
+            notifications: args.notifications,
         }
     }
 }

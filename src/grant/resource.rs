@@ -99,6 +99,30 @@ pub struct ScopeRule {
     pub names: Vec<String>,
 }
 
+impl ScopeRule {
+    /// One line: `CREATE,UPDATE configmaps (core) in prod named app`.
+    pub fn summary(&self) -> String {
+        let groups: Vec<&str> = self
+            .api_groups
+            .iter()
+            .map(|g| if g.is_empty() { "core" } else { g.as_str() })
+            .collect();
+        let mut text = format!(
+            "{} {} ({})",
+            self.operations.join(","),
+            self.resources.join(","),
+            groups.join(",")
+        );
+        if !self.namespaces.is_empty() {
+            text.push_str(&format!(" in {}", self.namespaces.join(",")));
+        }
+        if !self.names.is_empty() {
+            text.push_str(&format!(" named {}", self.names.join(",")));
+        }
+        text
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleRef {

@@ -37,6 +37,9 @@ pub struct AccessPolicy {
     pub admin_groups: Vec<String>,
     pub pending_ttl: Duration,
     pub allow_escalating_roles: bool,
+    /// The notification sinks that hear about this request; `None` (the rule is not
+    /// defined): every sink.
+    pub notify: Option<Vec<String>>,
 }
 
 impl Default for AccessPolicy {
@@ -51,6 +54,7 @@ impl Default for AccessPolicy {
             admin_groups: Vec::new(),
             pending_ttl: Duration::from_secs(24 * 3600),
             allow_escalating_roles: false,
+            notify: None,
         }
     }
 }
@@ -102,6 +106,9 @@ impl AccessPolicy {
             policy.allow_escalating_roles = v
                 .as_bool()
                 .ok_or("allow_escalating_roles must be true or false")?;
+        }
+        if let Some(v) = field("notify") {
+            policy.notify = Some(strings(v, "notify")?);
         }
         Ok(policy)
     }

@@ -8,8 +8,9 @@
 //! watchdog that stops it once this test process is gone, however it ends.
 
 use std::collections::HashMap;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -418,4 +419,97 @@ pub fn unique(prefix: &str) -> String {
         std::process::id() % 100_000,
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A second `jitguard serve`, as a second pod of the Deployment would be: the same
+/// identity, certificate and policies, its own ports and pod name.
+pub struct Replica {
+    child: Child,
+    pub webhook: String,
+    pub metrics: String,
+}
+
+impl Replica {
+    pub fn start(c: &Cluster, policies: &Path, pod: &str, extra: &[&str]) -> Replica {
+        let run = c.dir.join("run");
+        let (hook, ops) = (free_port(), free_port());
+        let log = std::fs::File::create(run.join(format!("logs/{pod}.log"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jitguard"))
+            .env("KUBECONFIG", c.env("JITGUARD_KUBECONFIG"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{hook}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{ops}")])
+            .arg("--policies")
+            .arg(policies)
+            .arg("--tls-cert")
+            .arg(run.join("pki/jitguard/tls.crt"))
+            .arg("--tls-key")
+            .arg(run.join("pki/jitguard/tls.key"))
+            .arg("--client-ca")
+            .arg(run.join("pki/jitguard/ca.pem"))
+            .args(["--namespace", "jitguard", "--pod-name", pod])
+            .args(["--shutdown-delay", "1s"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let ready = format!("http://127.0.0.1:{ops}/readyz");
+        eventually(
+            "the second replica is ready",
+            Duration::from_secs(60),
+            || {
+                if let Some(exit) = child.try_wait().unwrap() {
+                    panic!("{pod} exited ({exit}); see {}", run.join("logs").display());
+                }
+                Command::new("curl")
+                    .args(["-fsS", &ready])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
+        Replica {
+            child,
+            webhook: format!("https://127.0.0.1:{hook}"),
+            metrics: format!("http://127.0.0.1:{ops}/metrics"),
+        }
+    }
+}
+
+impl Replica {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Who holds the controller's Lease.
+pub fn lease_holder(c: &Cluster) -> String {
+    c.kubectl(
+        "admin",
+        &[
+            "-n",
+            "jitguard",
+            "get",
+            "lease",
+            "jitguard-controller",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    )
+    .stdout
 }

@@ -21,9 +21,11 @@ mod cluster;
 mod session;
 
 mod gatekeeper;
+mod notifications;
 mod outage;
 mod overlays;
 mod readme;
+mod receiver;
 mod routes;
 mod workflow;
 

@@ -3,81 +3,17 @@
 //! jitguard down with `failurePolicy: Fail`, the README's emergency procedure, and a
 //! pending request lapsing (a short `pending_ttl` in a copy of the policies).
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{alive, copy_dir, eventually, root, scope, unique, Cluster, Options};
+use crate::cluster::{
+    alive, copy_dir, eventually, lease_holder, root, scope, unique, Cluster, Options, Replica,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A second `jitguard serve`, as a second pod of the Deployment would be: the same
-/// identity, certificate and policies, its own ports and pod name.
-struct Replica {
-    child: Child,
-    webhook: String,
-    metrics: String,
-}
-
-impl Replica {
-    fn start(c: &Cluster, policies: &Path, pod: &str) -> Replica {
-        let run = c.dir.join("run");
-        let (hook, ops) = (free_port(), free_port());
-        let log = std::fs::File::create(run.join(format!("logs/{pod}.log"))).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jitguard"))
-            .env("KUBECONFIG", c.env("JITGUARD_KUBECONFIG"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{hook}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{ops}")])
-            .arg("--policies")
-            .arg(policies)
-            .arg("--tls-cert")
-            .arg(run.join("pki/jitguard/tls.crt"))
-            .arg("--tls-key")
-            .arg(run.join("pki/jitguard/tls.key"))
-            .arg("--client-ca")
-            .arg(run.join("pki/jitguard/ca.pem"))
-            .args(["--namespace", "jitguard", "--pod-name", pod])
-            .args(["--shutdown-delay", "1s"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let ready = format!("http://127.0.0.1:{ops}/readyz");
-        eventually("the second replica is ready", LIMIT, || {
-            if let Some(exit) = child.try_wait().unwrap() {
-                panic!("{pod} exited ({exit}); see {}", run.join("logs").display());
-            }
-            Command::new("curl")
-                .args(["-fsS", &ready])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        Replica {
-            child,
-            webhook: format!("https://127.0.0.1:{hook}"),
-            metrics: format!("http://127.0.0.1:{ops}/metrics"),
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Asks one replica directly (not through the API server, but with its client
 /// certificate) whether alice may create a ConfigMap in prod: true if allowed.
@@ -132,22 +68,6 @@ fn allows(c: &Cluster, webhook: &str, configmap: &str) -> bool {
     answer["response"]["allowed"] == true
 }
 
-fn lease_holder(c: &Cluster) -> String {
-    c.kubectl(
-        "admin",
-        &[
-            "-n",
-            "jitguard",
-            "get",
-            "lease",
-            "jitguard-controller",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-    )
-    .stdout
-}
-
 #[test]
 fn replicas_share_the_work_and_when_jitguard_is_down_prod_fails_closed() {
     // A copy of the shipped policies with a pending TTL short enough to watch.
@@ -200,7 +120,7 @@ subjects: [{kind: ServiceAccount, name: jitguard, namespace: jitguard}]
     eventually("the first replica holds the Lease", LIMIT, || {
         lease_holder(&c) == "jitguard-0"
     });
-    let second = Replica::start(&c, &policies, "jitguard-1");
+    let second = Replica::start(&c, &policies, "jitguard-1", &[]);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(lease_holder(&c), "jitguard-0", "only one replica leads");
 

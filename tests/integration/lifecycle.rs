@@ -376,6 +376,7 @@ async fn the_service_runs_in_process_until_asked_to_stop() {
         identity: "in-process".into(),
         reap: Vec::new(),
         gatekeeper_namespace: None,
+        notifications: None,
     };
     let service = Service::start(config).await.unwrap();
     let url = format!("https://localhost:{}/validate", service.addr().port());

@@ -143,3 +143,38 @@ admin_groups := params.admin_groups
 pending_ttl := params.pending_ttl
 
 allow_escalating_roles := params.allow_escalating_roles
+
+# Which notification sinks (named in the file given to `jitguard serve --notifications`)
+# hear about this request (read by jitguard): every route whose namespaces (globs) cover
+# one of the request's namespaces, or whose groups include one of the requester's; for
+# break-glass, the break_glass sinks too; when nothing matches, the default sinks.
+# Undefined without settings.notifications: then every sink hears about every request.
+notify := routed if count(routed) > 0
+
+notify := {sink | some sink in params.notifications["default"]} if {
+	params.notifications
+	count(routed) == 0
+}
+
+routed contains sink if {
+	some route in object.get(params.notifications, "routes", [])
+	route_matches(route)
+	some sink in route.sinks
+}
+
+routed contains sink if {
+	ar.spec.breakGlass
+	some sink in object.get(params.notifications, "break_glass", [])
+}
+
+route_matches(route) if {
+	some rule in ar.spec.scope
+	some ns in object.get(rule, "namespaces", [])
+	some pattern in object.get(route, "namespaces", [])
+	glob.match(pattern, [], ns)
+}
+
+route_matches(route) if {
+	some group in object.get(route, "groups", [])
+	group in user.groups
+}

@@ -86,3 +86,17 @@ test_a_namespace_labelled_protected_counts_as_protected if {
 	count(access.auto_approve) == 0 with input as r
 	count(access.auto_approve) == 1 with input as create({"scope": exec_in("team-a")})
 }
+
+test_notifications_are_routed_by_namespace_group_and_break_glass if {
+	access.notify == {"approvers"} with input as create({"scope": exec_in("dev")})
+	access.notify == {"approvers", "security"} with input as create({"scope": exec_in("prod-eu")})
+	access.notify == {"approvers", "security"} with input as create({"scope": exec_in("dev"), "breakGlass": true})
+	admin := testing.as_user(create({"scope": exec_in("dev")}), {"username": "pat", "groups": ["platform-admins"]})
+	access.notify == {"approvers", "security"} with input as admin
+}
+
+test_without_notification_settings_every_sink_hears if {
+	settings := object.remove(data.jitguard.access.settings, ["notifications"])
+	not access.notify with input as create({"scope": exec_in("prod")})
+		with data.jitguard.access.settings as settings
+}

@@ -374,3 +374,52 @@ fn an_update_without_the_stored_object_is_refused() {
         );
     }
 }
+
+#[test]
+fn only_jitguard_records_which_notifications_were_sent() {
+    let p = policy();
+    let dev = groups(&["developers"]);
+    let alice = caller("alice", &dev);
+    let mut fresh = request("alice", Phase::Pending, vec![]);
+    fresh.status = None;
+    fresh.spec.requester_groups = dev.clone();
+    let m = admit(&create_change(alice, &fresh, &p), true);
+    let mut stamped = serde_json::to_value(&fresh).unwrap();
+    json_patch::patch(&mut stamped, &m.patch).unwrap();
+    let stamped: AccessRequest = serde_json::from_value(stamped).unwrap();
+    let note = |ar: &AccessRequest, value: &str| {
+        let mut ar = ar.clone();
+        ar.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(super::NOTIFIED_ANNOTATION.into(), value.into());
+        ar
+    };
+    // A break-glass requester cannot create the request as already announced.
+    let silenced = note(&stamped, "break-glass");
+    let v = admit(&create_change(alice, &silenced, &p), false);
+    assert!(
+        v.denials
+            .iter()
+            .any(|d| d.contains("jitguard.dev/notified")),
+        "{:?}",
+        v.denials
+    );
+    // Nor set or clear it afterwards; the controller may.
+    let sent = note(&stamped, "requested");
+    for (old, new) in [(&stamped, &sent), (&sent, &stamped)] {
+        let mut update = create_change(alice, new, &p);
+        update.operation = Operation::Update;
+        update.old = Some(old);
+        let v = admit(&update, false);
+        assert!(
+            v.denials
+                .iter()
+                .any(|d| d.contains("only jitguard changes it")),
+            "{:?}",
+            v.denials
+        );
+        update.caller = caller("system:serviceaccount:jitguard:jitguard", &[]);
+        assert!(admit(&update, false).denials.is_empty());
+    }
+}

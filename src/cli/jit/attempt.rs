@@ -16,7 +16,7 @@ use clap::{Args, Parser};
 use kube::{Api, ResourceExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{client, create, needs_text, new_request, phase, Failure, JitArgs, RequestArgs};
+use super::{client, create, new_request, phase, Failure, JitArgs, RequestArgs};
 use crate::grant::{AccessRequest, Phase};
 
 /// jitguard's webhooks whose denials name the grant that would lift them
@@ -237,7 +237,7 @@ async fn attempt(args: &JitArgs, d: &DoArgs) -> Result<u8, Failure> {
             let name = created.name_any();
             eprintln!(
                 "kubectl jit do: asked for access: accessrequest {name} (Pending){}; an approver runs: kubectl jit approve {name}",
-                needs_text(&created)
+                crate::access::needs_text(&created)
                     .map(|n| format!("; approval needs {n}"))
                     .unwrap_or_default()
             );
@@ -356,7 +356,7 @@ fn progress(ar: &AccessRequest) -> String {
     } else {
         text.push_str(&format!(": {}", decided.join(", ")));
     }
-    if let Some(needs) = needs_text(ar) {
+    if let Some(needs) = crate::access::needs_text(ar) {
         text.push_str(&format!("; approval needs {needs}"));
     }
     text
