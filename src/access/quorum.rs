@@ -7,16 +7,20 @@ use crate::policy::Requirement;
 /// Whether distinct approvers can be assigned to every requirement's slots (k-of-n per
 /// requirement, AND across requirements, one person per slot): a bipartite matching.
 pub fn satisfied(requirements: &[Requirement], approvals: &[&Approval]) -> bool {
-    if requirements.is_empty() {
-        return false;
-    }
+    let has_slots = requirements.iter().any(|r| r.count > 0);
+    has_slots && unmet(requirements, approvals).is_empty()
+}
+
+/// What approval still needs: each requirement with slots no approver fills, and how many,
+/// under a best assignment of the approvals so far. Empty when every slot is filled.
+pub fn unmet<'r>(
+    requirements: &'r [Requirement],
+    approvals: &[&Approval],
+) -> Vec<(&'r Requirement, usize)> {
     let slots: Vec<&Requirement> = requirements
         .iter()
         .flat_map(|r| std::iter::repeat_n(r, r.count))
         .collect();
-    if slots.is_empty() {
-        return false;
-    }
     let mut people: Vec<&Approval> = Vec::new();
     for a in approvals {
         if !people.iter().any(|p| p.approver == a.approver) {
@@ -29,7 +33,17 @@ pub fn satisfied(requirements: &[Requirement], approvals: &[&Approval]) -> bool 
         let mut seen = vec![false; slots.len()];
         augment(person, &people, &slots, &mut assigned, &mut seen);
     }
-    assigned.iter().all(Option::is_some)
+    requirements
+        .iter()
+        .filter_map(|r| {
+            let open = slots
+                .iter()
+                .zip(&assigned)
+                .filter(|(slot, person)| std::ptr::eq(**slot, r) && person.is_none())
+                .count();
+            (open > 0).then_some((r, open))
+        })
+        .collect()
 }
 
 fn augment(
@@ -97,7 +111,16 @@ mod tests {
             std::slice::from_ref(&two_leads),
             &[&dave, &dave]
         ));
-        assert!(satisfied(&[two_leads], &[&dave, &both]));
+        assert!(satisfied(std::slice::from_ref(&two_leads), &[&dave, &both]));
         assert!(!satisfied(&[], &[&dave]));
+        // What is still needed, per requirement.
+        let both_needs = [lead.clone(), security.clone()];
+        assert_eq!(unmet(&both_needs, &[&dave]), [(&security, 1)]);
+        assert_eq!(unmet(&both_needs, &[&both]).len(), 1);
+        assert_eq!(
+            unmet(std::slice::from_ref(&two_leads), &[]),
+            [(&two_leads, 2)]
+        );
+        assert!(unmet(&both_needs, &[&dave, &carol]).is_empty());
     }
 }

@@ -8,6 +8,7 @@
 //! client setup and the error explanations they share (`do`, longer, is attempt.rs).
 
 mod attempt;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -85,6 +86,9 @@ pub enum JitCommand {
     /// Run a command; if jitguard denies it for want of a grant, ask for exactly that
     /// access (and with --wait, run it again once the grant is live).
     Do(attempt::DoArgs),
+    /// A page in your browser, served on loopback and acting as you: what waits for your
+    /// decision, your requests, live grants, each request's history.
+    Ui(ui::UiArgs),
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +185,9 @@ pub fn run(args: &JitArgs) -> ExitCode {
     };
     if let JitCommand::Do(d) = &args.command {
         return attempt::run(args, d, &runtime);
+    }
+    if let JitCommand::Ui(u) = &args.command {
+        return ui::run(args, u, &runtime);
     }
     match runtime.block_on(execute(args)) {
         Ok(out) => {
@@ -335,22 +342,7 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
             } else {
                 ApprovalDecision::Deny
             };
-            let (me, _) = whoami(&client).await?;
-            let updated = update_status(&api, &d.name, |ar| {
-                let status = ar.status.get_or_insert_with(Default::default);
-                // Who and when are stamped by the webhook from the request itself; the
-                // values here only say what the user means.
-                status.approvals.push(Approval {
-                    approver: me.clone(),
-                    approver_groups: Vec::new(),
-                    decision,
-                    at: Time(Timestamp::now()),
-                    comment: d.comment.clone(),
-                    uid: ar.metadata.uid.clone().unwrap_or_default(),
-                    generation: ar.metadata.generation.unwrap_or_default(),
-                });
-            })
-            .await?;
+            let (me, updated) = decide(&client, &d.name, decision, d.comment.clone()).await?;
             Ok(if json {
                 to_json(&updated)
             } else {
@@ -367,12 +359,7 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
             })
         }
         JitCommand::Revoke { name } => {
-            let (me, _) = whoami(&client).await?;
-            let updated = update_status(&api, name, |ar| {
-                // Who revoked and when are jitguard's to stamp.
-                ar.status.get_or_insert_with(Default::default).phase = Phase::Revoked;
-            })
-            .await?;
+            let (me, updated) = revoke(&client, name).await?;
             Ok(if json {
                 to_json(&updated)
             } else {
@@ -380,35 +367,11 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
             })
         }
         // `do` answers with the command's own exit code: run() takes it apart.
-        JitCommand::Do(_) => Err(Failure("kubectl jit do: internal dispatch error".into())),
+        JitCommand::Do(_) | JitCommand::Ui(_) => {
+            Err(Failure("kubectl jit: internal dispatch error".into()))
+        }
         JitCommand::Extend(x) => {
-            let old = api
-                .get(&x.name)
-                .await
-                .map_err(|e| explain(e, "read", Some(&x.name)))?;
-            let ar = AccessRequest {
-                metadata: ObjectMeta {
-                    generate_name: Some(format!(
-                        "{}-ext-",
-                        crate::text::prefix_within(&x.name, 50)
-                    )),
-                    ..ObjectMeta::default()
-                },
-                spec: AccessRequestSpec {
-                    requester: String::new(),
-                    requester_groups: Vec::new(),
-                    group: old.spec.group.clone(),
-                    scope: old.spec.scope.clone(),
-                    reason: x.reason.clone(),
-                    ticket: old.spec.ticket.clone(),
-                    duration: x.duration.clone(),
-                    role_ref: old.spec.role_ref.clone(),
-                    break_glass: false,
-                    extends: Some(x.name.clone()),
-                },
-                status: None,
-            };
-            let created = create(&api, &ar).await?;
+            let created = extend(&api, &x.name, &x.duration, &x.reason).await?;
             Ok(if json {
                 to_json(&created)
             } else {
@@ -421,6 +384,77 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
             })
         }
     }
+}
+
+/// Records the caller's decision on request `name`: who and when are stamped by the
+/// webhook from the request itself; the values here only say what the user means.
+async fn decide(
+    client: &Client,
+    name: &str,
+    decision: ApprovalDecision,
+    comment: Option<String>,
+) -> Result<(String, AccessRequest), Failure> {
+    let api: Api<AccessRequest> = Api::all(client.clone());
+    let (me, _) = whoami(client).await?;
+    let updated = update_status(&api, name, |ar| {
+        let status = ar.status.get_or_insert_with(Default::default);
+        status.approvals.push(Approval {
+            approver: me.clone(),
+            approver_groups: Vec::new(),
+            decision,
+            at: Time(Timestamp::now()),
+            comment: comment.clone(),
+            uid: ar.metadata.uid.clone().unwrap_or_default(),
+            generation: ar.metadata.generation.unwrap_or_default(),
+        });
+    })
+    .await?;
+    Ok((me, updated))
+}
+
+/// Ends request `name` now (who revoked and when are jitguard's to stamp).
+async fn revoke(client: &Client, name: &str) -> Result<(String, AccessRequest), Failure> {
+    let api: Api<AccessRequest> = Api::all(client.clone());
+    let (me, _) = whoami(client).await?;
+    let updated = update_status(&api, name, |ar| {
+        ar.status.get_or_insert_with(Default::default).phase = Phase::Revoked;
+    })
+    .await?;
+    Ok((me, updated))
+}
+
+/// Asks for `duration` more of grant `name`: a new request with the same scope that starts
+/// when it ends.
+async fn extend(
+    api: &Api<AccessRequest>,
+    name: &str,
+    duration: &str,
+    reason: &str,
+) -> Result<AccessRequest, Failure> {
+    let old = api
+        .get(name)
+        .await
+        .map_err(|e| explain(e, "read", Some(name)))?;
+    let ar = AccessRequest {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-ext-", crate::text::prefix_within(name, 50))),
+            ..ObjectMeta::default()
+        },
+        spec: AccessRequestSpec {
+            requester: String::new(),
+            requester_groups: Vec::new(),
+            group: old.spec.group.clone(),
+            scope: old.spec.scope.clone(),
+            reason: reason.to_string(),
+            ticket: old.spec.ticket.clone(),
+            duration: duration.to_string(),
+            role_ref: old.spec.role_ref.clone(),
+            break_glass: false,
+            extends: Some(name.to_string()),
+        },
+        status: None,
+    };
+    create(api, &ar).await
 }
 
 async fn create(api: &Api<AccessRequest>, ar: &AccessRequest) -> Result<AccessRequest, Failure> {

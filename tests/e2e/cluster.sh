@@ -369,7 +369,8 @@ EOF
 }
 
 # jitguard as the shipped manifests install it, with these changes for running outside
-# the cluster (written to run/install and run/webhooks as kustomize overlays of the base):
+# the cluster (written to run/install and run/webhooks as kustomize overlays of the base),
+# plus manifests/extras/events-reader:
 # - no Deployment and no Service: jitguard runs here as a process, not as pods;
 # - the webhooks' clientConfig: `url: https://127.0.0.1:PORT/validate|mutate` instead of
 #   the Service, and the caBundle of the certificate made above;
@@ -390,6 +391,8 @@ patches:
   - patch: '{"\$patch": "delete", "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "jitguard"}}'
 EOF
   kubectl_admin apply -k "$run/install" >/dev/null
+  # The optional extra the page's history reads Events with, as an operator adds it.
+  kubectl_admin apply -k "$root/manifests/extras/events-reader" >/dev/null
   kubectl_admin wait --for condition=Established crd/accessrequests.jitguard.dev --timeout 60s >/dev/null
 
   # jitguard's identity: a token of its ServiceAccount, as a pod would mount it.

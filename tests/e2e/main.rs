@@ -16,6 +16,7 @@
 )]
 
 mod attempt;
+mod browser;
 mod cluster;
 #[path = "../common/session.rs"]
 mod session;
@@ -27,6 +28,7 @@ mod overlays;
 mod readme;
 mod receiver;
 mod routes;
+mod ui;
 mod workflow;
 
 /// Without Go the control plane cannot be built: the tests fail, saying what to install
