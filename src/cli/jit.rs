@@ -346,11 +346,7 @@ async fn execute(args: &JitArgs) -> Result<String, Failure> {
             Ok(if json {
                 to_json(&updated)
             } else {
-                let verb = if decision == ApprovalDecision::Approve {
-                    "approved"
-                } else {
-                    "denied"
-                };
+                let verb = decision.past_tense();
                 format!(
                     "accessrequest {} {verb} by {me}; it is now {}\n",
                     d.name,
@@ -671,16 +667,18 @@ fn describe(ar: &AccessRequest) -> String {
     if !status.approvals.is_empty() {
         w!(out, "Decisions:");
         for a in &status.approvals {
-            let verb = match a.decision {
-                ApprovalDecision::Approve => "approved",
-                ApprovalDecision::Deny => "denied",
-            };
             let comment = a
                 .comment
                 .as_deref()
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
-            w!(out, "  - {verb} by {} at {}{comment}", a.approver, a.at.0);
+            w!(
+                out,
+                "  - {} by {} at {}{comment}",
+                a.decision.past_tense(),
+                a.approver,
+                a.at.0
+            );
         }
     }
     if !status.conditions.is_empty() {

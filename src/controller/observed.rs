@@ -50,10 +50,11 @@ impl Observed {
             if a.approver.starts_with(POLICY_APPROVER) {
                 continue; // the controller recorded its own
             }
-            let (reason, verb) = match a.decision {
-                ApprovalDecision::Approve => ("Approval", "approved"),
-                ApprovalDecision::Deny => ("Denied", "denied"),
+            let reason = match a.decision {
+                ApprovalDecision::Approve => "Approval",
+                ApprovalDecision::Deny => "Denied",
             };
+            let verb = a.decision.past_tense();
             let comment = a
                 .comment
                 .as_deref()

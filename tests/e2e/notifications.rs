@@ -243,22 +243,12 @@ fn each_event_is_notified_once_to_its_sinks_across_a_failover_and_failing_sinks_
 
     // Break-glass, loud, to its own sinks too; then revoked.
     let glass = unique("notify-glass");
-    c.ask(
-        "carol",
-        &glass,
-        &[
-            "--namespace",
-            "prod",
-            "--resource",
-            "configmaps",
-            "--operation",
-            "CREATE",
-            "--duration",
-            "10m",
-            "--break-glass",
-        ],
-    )
-    .success();
+    let break_glass = [
+        &scope("prod", "configmaps", "CREATE", "10m")[..],
+        &["--break-glass"],
+    ]
+    .concat();
+    c.ask("carol", &glass, &break_glass).success();
     eventually("break-glass is announced", LIMIT, || {
         !events_sink.about(&glass).is_empty()
     });

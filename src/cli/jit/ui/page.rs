@@ -460,10 +460,7 @@ pub fn detail(
     } else {
         body.push_str("<ul>");
         for a in &status.approvals {
-            let verb = match a.decision {
-                ApprovalDecision::Approve => "approved",
-                ApprovalDecision::Deny => "denied",
-            };
+            let verb = a.decision.past_tense();
             let comment = a
                 .comment
                 .as_deref()
