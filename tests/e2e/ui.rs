@@ -196,6 +196,52 @@ fn approvers_decide_in_the_browser_and_the_requester_sees_the_grant_live() {
     });
     assert!(alice.text("#decisions").contains("approved by sam"));
 
+    // More time: alice extends from her page; bob denies the extension with a comment.
+    alice.go(&alice_page.base);
+    let mine = format!("#mine-{name}");
+    alice.type_into(
+        &format!("{mine} input[name=reason]"),
+        "the rotation needs another pass",
+    );
+    alice.click(&format!("{mine} button.extend"));
+    alice.until("the extension's page", false, |s| {
+        s.text(".flash").starts_with("Asked for more time")
+    });
+    let extension = alice
+        .url()
+        .split("/requests/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        extension.starts_with(&format!("{name}-ext-")),
+        "{extension}"
+    );
+    assert_eq!(
+        c.access_request(&extension)["spec"]["extends"],
+        name.as_str()
+    );
+    let ext_row = format!("#waiting-{extension}");
+    bob.go(&bob_page.base);
+    bob.until("the extension waits for bob", true, |s| {
+        !s.text(&ext_row).is_empty()
+    });
+    bob.type_into(
+        &format!("{ext_row} input[name=comment]"),
+        "finish it tomorrow",
+    );
+    bob.click(&format!("{ext_row} button.deny"));
+    bob.until("bob's denial is recorded", false, |s| {
+        s.text(".flash") == "Your denial is recorded."
+    });
+    assert_eq!(bob.text(".phase"), "Denied");
+    assert!(bob.text("#decisions").contains("denied by bob"));
+    assert!(bob.text("#decisions").contains(": finish it tomorrow"));
+    assert_eq!(c.phase(&extension), "Denied");
+
     // A live break-glass grant puts a banner on every page.
     let glass = unique("ui-glass");
     c.ask(
