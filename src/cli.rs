@@ -4,6 +4,7 @@ mod ceiling;
 mod certs;
 mod dry_run;
 mod jit;
+mod report;
 mod serve;
 mod test;
 mod verify;

@@ -34,7 +34,14 @@ pub enum ManifestError {
     Empty(PathBuf),
     #[error("{0}: no Kubernetes object to decide (the files hold no YAML or JSON document)")]
     NoObjects(String),
+    #[error("-f - (standard input) can be given once")]
+    StdinTwice,
 }
+
+/// The file argument that means standard input, and how its documents are named
+/// (`stdin:LINE`).
+const STDIN_ARG: &str = "-";
+const STDIN_NAME: &str = "stdin";
 
 /// Who asks, and how, for objects wrapped from manifests.
 #[derive(Clone, Debug)]
@@ -78,6 +85,14 @@ pub fn load(paths: &[PathBuf], requester: &Requester) -> Result<Vec<Item>, Manif
 pub fn read(paths: &[PathBuf], requester: &Requester) -> Result<Manifests, ManifestError> {
     let mut files = Vec::new();
     for path in paths {
+        // `-`: standard input, as `kubectl kustomize ... | jitguard dry-run -f -` gives it.
+        if path.as_os_str() == STDIN_ARG {
+            if files.iter().any(|f: &PathBuf| f.as_os_str() == STDIN_ARG) {
+                return Err(ManifestError::StdinTwice);
+            }
+            files.push(path.clone());
+            continue;
+        }
         collect(path, &mut files)?;
         if files.is_empty() {
             return Err(ManifestError::Empty(path.clone()));
@@ -85,10 +100,23 @@ pub fn read(paths: &[PathBuf], requester: &Requester) -> Result<Manifests, Manif
     }
     let mut out = Manifests::default();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let (file, text) = if file.as_os_str() == STDIN_ARG {
+            let mut text = String::new();
+            let file = PathBuf::from(STDIN_NAME);
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|source| {
+                ManifestError::Io {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+            (file, text)
+        } else {
+            let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            (file, text)
+        };
         for (line, doc) in yaml_documents(&text) {
             let err = |at: usize, message: String| ManifestError::Parse {
                 path: file.clone(),

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::w;
 
 use super::exit;
+use super::report;
 use crate::decision::{Options, Verdict, Webhook};
 use crate::manifest::{self, Requester};
 use crate::policy::{EvalOptions, PolicySet, RuleKind, Sources};
@@ -23,7 +24,8 @@ pub struct DryRunArgs {
     /// Policy folder.
     #[arg(long, default_value_os_t = super::default_policies())]
     pub policies: PathBuf,
-    /// Manifest files or folders (YAML/JSON, multi-document), or AdmissionReview files.
+    /// Manifest files or folders (YAML/JSON, multi-document), or AdmissionReview files;
+    /// `-` reads standard input (`kubectl kustomize overlays/prod | jitguard dry-run -f -`).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// The requesting user, for manifests (an AdmissionReview file names its own)
@@ -49,9 +51,14 @@ pub struct DryRunArgs {
     pub webhook: WebhookArg,
     /// `input` prints, one JSON document per line, the exact input the policies saw
     /// (the AdmissionReview with `jit`: time, live grants, namespace labels), to replay
-    /// a decision under `opa eval --input` or a Rego debugger.
+    /// a decision under `opa eval --input` or a Rego debugger. For CI: `junit` (test
+    /// reports), `github` (annotations on the diff), `sarif` (code scanning), `tap`.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Fail (exit 1) on warnings too: `warn` findings and audit-mode packages' would-deny
+    /// findings.
+    #[arg(long)]
+    pub fail_on_warn: bool,
     /// For each finding, show the package and rule that produced it; also the grant
     /// check, would-deny findings of audit-mode packages and the patch.
     #[arg(long)]
@@ -63,6 +70,10 @@ pub enum Output {
     Text,
     Json,
     Input,
+    Junit,
+    Github,
+    Sarif,
+    Tap,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -88,7 +99,7 @@ pub fn run(args: &DryRunArgs) -> ExitCode {
             // `-o input` produces inputs to replay, not a verdict: a denial among them
             // must not fail a `set -e` script that saves them.
             let verdict = !matches!(args.output, Output::Input);
-            if verdict && results.iter().any(|(_, r)| !r.decision.allowed) {
+            if verdict && cases(args, &results).iter().any(|c| c.failed) {
                 ExitCode::from(exit::FAILED)
             } else {
                 ExitCode::from(exit::OK)
@@ -166,9 +177,58 @@ fn as_update_of(body: &[u8], known: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap_or_else(|_| body.to_vec())
 }
 
+/// Each decision as a report case: enforced findings and evaluation errors are errors,
+/// `warn` findings and audit-mode packages' findings warnings.
+fn cases(args: &DryRunArgs, results: &Results) -> Vec<report::Case> {
+    results
+        .iter()
+        .map(|(item, r)| {
+            let mut findings = Vec::new();
+            for pkg in &r.evaluation.packages {
+                let mode = crate::decision::mode(pkg, Options::default());
+                for f in &pkg.findings {
+                    let level = if mode.enforced() && !matches!(f.rule, RuleKind::Warn) {
+                        report::Level::Error
+                    } else {
+                        report::Level::Warning
+                    };
+                    findings.push(report::Finding {
+                        package: pkg.package.to_string(),
+                        rule: f.rule.name().to_string(),
+                        message: f.msg.clone(),
+                        level,
+                    });
+                }
+            }
+            for e in &r.decision.errors {
+                findings.push(report::Finding {
+                    package: "jitguard".into(),
+                    rule: "error".into(),
+                    message: e.clone(),
+                    level: report::Level::Error,
+                });
+            }
+            let warned = findings.iter().any(|f| f.level == report::Level::Warning)
+                || !r.decision.warnings.is_empty();
+            let (file, line) = report::split_source(&item.source);
+            report::Case {
+                file,
+                line,
+                name: item.label.clone(),
+                failed: !r.decision.allowed || (args.fail_on_warn && warned),
+                findings,
+            }
+        })
+        .collect()
+}
+
 fn render(args: &DryRunArgs, results: &Results) -> String {
     let mut out = String::new();
     match args.output {
+        Output::Junit => out = report::junit("jitguard dry-run", &cases(args, results)),
+        Output::Github => out = report::github("jitguard dry-run", &cases(args, results)),
+        Output::Sarif => out = report::sarif("dry-run", &cases(args, results)),
+        Output::Tap => out = report::tap(&cases(args, results)),
         Output::Input => {
             for (_, r) in results {
                 // A regorus value read from JSON always serialises back.

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{exit, w};
+use super::{exit, report, w};
 use crate::decision::Webhook;
 use crate::gatekeeper;
 use crate::manifest::{self, Requester};
@@ -29,6 +29,19 @@ pub struct VerifyArgs {
     /// Policy folder for suites that do not name one.
     #[arg(long, default_value_os_t = super::default_policies())]
     pub policies: PathBuf,
+    /// `text` for people; for CI `junit` (test reports), `github` (annotations),
+    /// `sarif` (code scanning) or `tap`.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Junit,
+    Github,
+    Sarif,
+    Tap,
 }
 
 /// A suite file. Paths in it are relative to the file.
@@ -102,6 +115,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     };
     let mut out = String::new();
     let (mut passed, mut failed) = (0, 0);
+    let mut cases = Vec::new();
     let mut runner = Runner::default();
     for file in &files {
         // A gator suite (Gatekeeper's format) runs its templates and constraints as they are.
@@ -117,6 +131,27 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
                     w!(out, "# {name} ({})", file.display());
                 }
                 for (case, outcome) in results {
+                    cases.push(report::Case {
+                        file: file.display().to_string(),
+                        line: None,
+                        name: if name.is_empty() {
+                            case.clone()
+                        } else {
+                            format!("{name}: {case}")
+                        },
+                        failed: outcome.is_err(),
+                        findings: outcome
+                            .as_ref()
+                            .err()
+                            .map(|why| report::Finding {
+                                package: "verify".into(),
+                                rule: "expectation".into(),
+                                message: why.clone(),
+                                level: report::Level::Error,
+                            })
+                            .into_iter()
+                            .collect(),
+                    });
                     match outcome {
                         Ok(()) => {
                             passed += 1;
@@ -130,14 +165,22 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
                 }
             }
             Err(e) => {
-                super::emit(&out);
+                if args.output == Output::Text {
+                    super::emit(&out);
+                }
                 eprintln!("jitguard verify: {e}");
                 return ExitCode::from(exit::ERROR);
             }
         }
     }
     w!(out, "{passed} passed, {failed} failed");
-    super::emit(&out);
+    super::emit(&match args.output {
+        Output::Text => out,
+        Output::Junit => report::junit("jitguard verify", &cases),
+        Output::Github => report::github("jitguard verify", &cases),
+        Output::Sarif => report::sarif("verify", &cases),
+        Output::Tap => report::tap(&cases),
+    });
     ExitCode::from(if failed > 0 { exit::FAILED } else { exit::OK })
 }
 

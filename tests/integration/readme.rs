@@ -79,10 +79,11 @@ esac
 /// The README's sessions that need no cluster: their first command runs `jitguard` or
 /// sets the variables the next ones use.
 fn offline(block: &Block) -> bool {
-    block
-        .steps
-        .first()
-        .is_some_and(|s| s.command.starts_with("jitguard ") || s.command.starts_with("S="))
+    block.steps.first().is_some_and(|s| {
+        s.command.starts_with("jitguard ")
+            || s.command.starts_with("S=")
+            || s.command.starts_with("cat deploy/")
+    })
 }
 
 fn block_starting(prefix: &str) -> Block {
@@ -183,13 +184,56 @@ fn a_new_policy_goes_from_file_to_ci_as_the_readme_walks_through() {
     );
 }
 
+#[test]
+fn the_ci_format_session_prints_what_the_readme_shows() {
+    let workspace = Workspace::new(false);
+    let mut shell = workspace.shell();
+    run_block(
+        &mut shell,
+        &block_starting("cat deploy/prod.yaml | jitguard dry-run -f - -o github"),
+        &Compare::default(),
+        |_, _, _| {},
+    );
+}
+
+/// The pre-commit hook as pre-commit runs it: its `entry`, then the changed files.
+#[test]
+fn the_pre_commit_hook_decides_the_changed_files() {
+    let hooks: serde_json::Value = yaml_serde::from_str(
+        &std::fs::read_to_string(root().join(".pre-commit-hooks.yaml")).unwrap(),
+    )
+    .unwrap();
+    let hook = &hooks[0];
+    assert_eq!(hook["id"], "jitguard-dry-run");
+    for key in ["name", "entry", "language", "files"] {
+        assert!(hook[key].is_string(), "{key} missing: {hook}");
+    }
+    let files = regex::Regex::new(hook["files"].as_str().unwrap()).unwrap();
+    assert!(files.is_match("deploy/prod.yaml") && !files.is_match("README.md"));
+    let workspace = Workspace::new(false);
+    let entry: Vec<&str> = hook["entry"].as_str().unwrap().split_whitespace().collect();
+    assert_eq!(entry[0], "jitguard");
+    let run = |file: &str| {
+        std::process::Command::new(BIN)
+            .current_dir(workspace.path())
+            .args(&entry[1..])
+            .args([file, "--at", "2026-11-24T10:00:00Z"])
+            .output()
+            .unwrap()
+    };
+    assert!(run("deploy/dev.yaml").status.success());
+    let denied = run("deploy/prod.yaml");
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stdout).starts_with("DENY  Pod prod/web"));
+}
+
 /// Every README session is run somewhere: here (no cluster) or through the playground
 /// in `tests/e2e/readme.rs`, which claims the others by their first command.
 #[test]
 fn every_readme_session_is_run_by_a_test() {
     let blocks = console_blocks(&readme());
     let (here, cluster): (Vec<&Block>, Vec<&Block>) = blocks.iter().partition(|b| offline(b));
-    assert_eq!(here.len(), 3, "{here:?}");
+    assert_eq!(here.len(), 4, "{here:?}");
     for block in &cluster {
         let first = &block.steps[0].command;
         assert!(
