@@ -1,5 +1,6 @@
 //! The command line: a thin layer over the library. One file per subcommand.
 
+mod audit;
 mod ceiling;
 mod certs;
 mod dry_run;
@@ -53,6 +54,8 @@ pub enum Command {
     Check(test::CheckArgs),
     /// Run example-based policy suites (cases with expected decisions), for CI.
     Verify(verify::VerifyArgs),
+    /// Judge the objects already in a cluster with the policies (read-only, kubeconfig).
+    Audit(audit::AuditArgs),
     /// Write a development CA and serving certificate, and print the caBundle.
     Certs(certs::CertsArgs),
     /// Print the AccessRequest CustomResourceDefinition (YAML) generated from the code.
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run_tests(&args),
         Command::Check(args) => test::run_check(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Audit(args) => audit::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Jit(args) => jit::run(&args),
         Command::BenchCeiling(args) => match ceiling::run(&args) {

@@ -88,6 +88,8 @@ pub struct Controller {
     namespaces: Namespaces,
     /// Where notifications go; `None`: none are sent.
     notifier: Option<Notifier>,
+    /// Whether this replica acts now, for the tasks that run on the Lease holder only.
+    leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Controller {
@@ -111,7 +113,14 @@ impl Controller {
             observed: Observed::default(),
             namespaces: Namespaces::default(),
             notifier: None,
+            leading: Arc::default(),
         }
+    }
+
+    /// True while this replica holds the Lease (and has its first full list): the audit
+    /// runs only then.
+    pub fn leading(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.leading.clone()
     }
 
     /// Sends notifications of each request's events through `notifier`.
@@ -241,6 +250,8 @@ impl Controller {
             }
             let leading = leading_until.is_some_and(|until| Instant::now() < until);
             self.metrics.controller_leader.set(i64::from(leading));
+            self.leading
+                .store(leading && synced, std::sync::atomic::Ordering::Release);
             if leading && synced {
                 self.reconcile_due(&store, &mut schedule).await;
             }

@@ -32,6 +32,7 @@ pub mod pool;
 pub mod reload;
 pub mod request;
 pub mod review;
+pub mod scan;
 pub mod server;
 pub mod service;
 pub mod sources;

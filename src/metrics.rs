@@ -5,8 +5,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::policy::RuleKind;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// `kind` label values come from requests; past this many distinct kinds new ones are
@@ -53,6 +53,7 @@ pub struct Metrics {
     pub controller_leader: IntGauge,
     pub controller_actions: IntCounterVec,
     pub notifications: IntCounterVec,
+    pub audit_findings: IntGaugeVec,
     kinds: Arc<RwLock<HashSet<String>>>,
 }
 
@@ -100,6 +101,14 @@ impl Metrics {
             "Audit records that could not be written to --audit-file.",
         )?;
         registry.register(Box::new(audit_errors.clone()))?;
+        let audit_findings = IntGaugeVec::new(
+            Opts::new(
+                "jitguard_audit_findings",
+                "Findings (deny, violation, warn) of the last audit of the cluster's objects, by package and namespace (\"\" for cluster-scoped objects).",
+            ),
+            &["package", "namespace"],
+        )?;
+        registry.register(Box::new(audit_findings.clone()))?;
         Ok(Self {
             requests: counter(
                 &registry,
@@ -184,6 +193,7 @@ impl Metrics {
                 "Notifications by sink, event and result (ok, retry: an attempt failed and is retried, failed: given up, dropped: the sink's queue was full).",
                 &["sink", "event", "result"],
             )?,
+            audit_findings,
             registry,
             kinds: Arc::new(RwLock::new(HashSet::new())),
         }

@@ -65,6 +65,10 @@ pub struct Config {
     pub gatekeeper_namespace: Option<String>,
     /// The notifications file (`serve --notifications`).
     pub notifications: Option<PathBuf>,
+    /// Audit the cluster's objects this often (controller only); `None`: never.
+    pub audit_interval: Option<Duration>,
+    /// Resources the audit lists beside its defaults.
+    pub audit_resources: Vec<kube::api::ApiResource>,
 }
 
 /// A started server: listeners bound, every part running.
@@ -215,7 +219,7 @@ impl Service {
                     let mut settings = controller::Config::new(&config.namespace, &identity);
                     settings.reap.extend(config.reap.iter().cloned());
                     let controller = controller::Controller::new(
-                        client,
+                        client.clone(),
                         policies.clone(),
                         audit.clone(),
                         metrics.clone(),
@@ -228,6 +232,27 @@ impl Service {
                         ),
                         None => controller,
                     };
+                    if let Some(every) = config.audit_interval {
+                        // Its own reviewer: the live policies, namespaces and inventory,
+                        // evaluated on a blocking thread of its own, never the workers'.
+                        let mut reviewer =
+                            crate::review::Reviewer::offline(policies.clone(), None)?;
+                        reviewer.namespaces = namespaces.clone();
+                        reviewer.gatekeeper = gatekeeper.clone();
+                        let mut resources = crate::scan::default_resources();
+                        resources.extend(config.audit_resources.iter().cloned());
+                        supervisor.spawn(
+                            "the audit",
+                            crate::scan::periodic(
+                                client.clone(),
+                                reviewer,
+                                resources,
+                                every,
+                                controller.leading(),
+                                metrics.clone(),
+                            ),
+                        );
+                    }
                     lease = Some(controller.lease());
                     supervisor.spawn("the controller", controller.run());
                 }

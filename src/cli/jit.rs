@@ -202,11 +202,22 @@ pub fn run(args: &JitArgs) -> ExitCode {
 }
 
 async fn client(args: &JitArgs) -> Result<Client, Failure> {
+    kubeconfig_client(args.kubeconfig.as_deref(), args.context.clone())
+        .await
+        .map_err(Failure)
+}
+
+/// A client as kubectl makes one: this kubeconfig (or $KUBECONFIG, or ~/.kube/config) and
+/// context (or the current one). The error says what to do.
+pub(super) async fn kubeconfig_client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<String>,
+) -> Result<Client, String> {
     let options = KubeConfigOptions {
-        context: args.context.clone(),
+        context,
         ..KubeConfigOptions::default()
     };
-    let config = match &args.kubeconfig {
+    let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)
                 .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
@@ -216,7 +227,7 @@ async fn client(args: &JitArgs) -> Result<Client, Failure> {
     }
     .map_err(|e| format!("no usable kubeconfig ({e}); set KUBECONFIG or pass --kubeconfig"))?;
     Client::try_from(config)
-        .map_err(|e| Failure(format!("cannot set up the connection to the cluster: {e}")))
+        .map_err(|e| format!("cannot set up the connection to the cluster: {e}"))
 }
 
 /// The innermost error: for a failed connection, what the operating system said

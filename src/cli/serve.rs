@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// Notifications section for its format.
     #[arg(long, env = "JITGUARD_NOTIFICATIONS")]
     pub notifications: Option<PathBuf>,
+    /// In a cluster, judge the objects already there this often (the Lease holder, paced)
+    /// and write the findings as PolicyReports (wgpolicyk8s.io) named jitguard-audit.
+    #[arg(long, env = "JITGUARD_AUDIT_INTERVAL", value_parser = duration)]
+    pub audit_interval: Option<Duration>,
+    /// Also audit this resource, as GROUP/VERSION/KIND/PLURAL (`core` for the core group);
+    /// jitguard's ClusterRole must let it list them.
+    #[arg(long = "audit-resource", env = "JITGUARD_AUDIT_RESOURCES", value_delimiter = ',', value_parser = crate::controller::provision::parse_reap_resource)]
+    pub audit_resources: Vec<kube::api::ApiResource>,
 }
 
 /// Who this replica is in the Lease: the pod name where the Deployment passes it.
@@ -310,6 +318,8 @@ impl Config {
             reap: args.reap,
             gatekeeper_namespace: args.gatekeeper_objects.then_some(args.gatekeeper_namespace),
             notifications: args.notifications,
+            audit_interval: args.audit_interval,
+            audit_resources: args.audit_resources,
         }
     }
 }

@@ -16,6 +16,7 @@
 )]
 
 mod attempt;
+mod audit;
 mod browser;
 mod cluster;
 #[path = "../common/session.rs"]

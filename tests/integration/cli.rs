@@ -755,3 +755,26 @@ fn jit_do_passes_a_command_through_that_needs_no_grant() {
         "{err}"
     );
 }
+
+#[test]
+fn audit_without_a_cluster_exits_2_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-kubeconfig");
+    let (code, out, err) = run(&["audit", "--kubeconfig", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.starts_with("jitguard audit: "), "{err}");
+    assert!(err.contains("kubeconfig"), "{err}");
+    // A cluster that does not answer: nothing could be listed.
+    let config = write(
+        dir.path(),
+        "kubeconfig",
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
+    );
+    let (code, _, err) = run(&["audit", "--kubeconfig", &config]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nothing could be listed"), "{err}");
+    assert!(
+        err.contains("check the kubeconfig context and your RBAC"),
+        "{err}"
+    );
+}

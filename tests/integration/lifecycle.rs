@@ -377,6 +377,8 @@ async fn the_service_runs_in_process_until_asked_to_stop() {
         reap: Vec::new(),
         gatekeeper_namespace: None,
         notifications: None,
+        audit_interval: None,
+        audit_resources: Vec::new(),
     };
     let service = Service::start(config).await.unwrap();
     let url = format!("https://localhost:{}/validate", service.addr().port());
