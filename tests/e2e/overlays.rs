@@ -78,4 +78,63 @@ pub fn are_accepted_by_the_api_server(c: &Cluster) {
             );
         }
     }
+
+    // The Helm chart, in both certificate modes, as `helm template | kubectl apply`.
+    let helm = Command::new("bash")
+        .arg(root().join("tests/helm/build.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        helm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&helm.stderr)
+    );
+    let helm = String::from_utf8_lossy(&helm.stdout).trim().to_string();
+    let tls = tree.join("manifests/overlays/plain/tls");
+    let provided = [
+        "--set".to_string(),
+        "tls.mode=provided".into(),
+        "--set-file".into(),
+        format!("tls.cert={}", tls.join("tls.crt").display()),
+        "--set-file".into(),
+        format!("tls.key={}", tls.join("tls.key").display()),
+        "--set-file".into(),
+        format!("tls.ca={}", tls.join("ca.pem").display()),
+        "--set".into(),
+        "auditInterval=10m".into(),
+    ];
+    for (mode, args) in [
+        ("cert-manager", Vec::new()),
+        ("provided", provided.to_vec()),
+    ] {
+        let rendered = Command::new(&helm)
+            .current_dir(root())
+            .args(["template", "jitguard", "charts/jitguard"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            rendered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let run = c
+            .kubectl_with_input(
+                "admin",
+                &["apply", "--dry-run=server", "-f", "-"],
+                Some(&String::from_utf8_lossy(&rendered.stdout)),
+            )
+            .success();
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert!(
+            lines.len() >= 15 && lines.iter().all(|l| l.ends_with("(server dry run)")),
+            "chart ({mode}):\n{}",
+            run.text()
+        );
+        assert!(
+            run.stdout.contains("deployment.apps/jitguard"),
+            "{}",
+            run.stdout
+        );
+    }
 }

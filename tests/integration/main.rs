@@ -11,6 +11,7 @@ mod common;
 
 mod admission;
 mod bad_input;
+mod chart;
 mod ci_formats;
 mod cli;
 mod envelope;
