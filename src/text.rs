@@ -33,6 +33,24 @@ pub fn one_line(message: &str) -> String {
         .join(" ")
 }
 
+/// Text for HTML or XML content and attribute values: the five markup characters as
+/// entities, and control characters XML 1.0 cannot carry even escaped as U+FFFD.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A YAML error as (line within the document, 0-based; message). The message loses
 /// the parser's own "at line N column M", which counts within the document: callers add
 /// the line within the whole file, and two different line numbers on one error mislead.

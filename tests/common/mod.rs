@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod apiserver;
+pub mod helm;
 pub mod session;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jitguard");

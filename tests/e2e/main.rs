@@ -19,6 +19,8 @@ mod attempt;
 mod audit;
 mod browser;
 mod cluster;
+#[path = "../common/helm.rs"]
+mod helm;
 #[path = "../common/session.rs"]
 mod session;
 

@@ -80,49 +80,20 @@ pub fn are_accepted_by_the_api_server(c: &Cluster) {
     }
 
     // The Helm chart, in both certificate modes, as `helm template | kubectl apply`.
-    let helm = Command::new("bash")
-        .arg(root().join("tests/helm/build.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        helm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&helm.stderr)
-    );
-    let helm = String::from_utf8_lossy(&helm.stdout).trim().to_string();
-    let tls = tree.join("manifests/overlays/plain/tls");
-    let provided = [
-        "--set".to_string(),
-        "tls.mode=provided".into(),
-        "--set-file".into(),
-        format!("tls.cert={}", tls.join("tls.crt").display()),
-        "--set-file".into(),
-        format!("tls.key={}", tls.join("tls.key").display()),
-        "--set-file".into(),
-        format!("tls.ca={}", tls.join("ca.pem").display()),
-        "--set".into(),
-        "auditInterval=10m".into(),
-    ];
+    let helm = crate::helm::helm(&root());
+    let mut provided = crate::helm::provided(&tree.join("manifests/overlays/plain/tls"));
+    provided.extend(["--set".to_string(), "auditInterval=10m".to_string()]);
     for (mode, args) in [
         ("cert-manager", Vec::new()),
         ("provided", provided.to_vec()),
     ] {
-        let rendered = Command::new(&helm)
-            .current_dir(root())
-            .args(["template", "jitguard", "charts/jitguard"])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            rendered.status.success(),
-            "{}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let rendered = crate::helm::template(&helm, &root(), &args);
         let run = c
             .kubectl_with_input(
                 "admin",
                 &["apply", "--dry-run=server", "-f", "-"],
-                Some(&String::from_utf8_lossy(&rendered.stdout)),
+                Some(&rendered),
             )
             .success();
         let lines: Vec<&str> = run.stdout.lines().collect();

@@ -88,6 +88,13 @@ fn shot(name: &str) -> PathBuf {
         .join(format!("{name}.png"))
 }
 
+/// The request whose page the session shows (`/requests/NAME?...`).
+fn shown_request(session: &Session<'_>) -> String {
+    let url = session.url();
+    let after = url.split("/requests/").nth(1).unwrap_or_default();
+    after.split('?').next().unwrap_or_default().to_string()
+}
+
 fn signed_in<'d>(driver: &'d Driver, page: &Page) -> Session<'d> {
     let session = driver.session();
     session.go(&page.url);
@@ -130,15 +137,7 @@ fn approvers_decide_in_the_browser_and_the_requester_sees_the_grant_live() {
     alice.until("the request's page", false, |s| {
         s.url().contains("/requests/")
     });
-    let name = alice
-        .url()
-        .split("/requests/")
-        .nth(1)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let name = shown_request(&alice);
     assert_eq!(alice.text(".phase"), "Pending");
     assert_eq!(
         alice.text(".needs"),
@@ -207,15 +206,7 @@ fn approvers_decide_in_the_browser_and_the_requester_sees_the_grant_live() {
     alice.until("the extension's page", false, |s| {
         s.text(".flash").starts_with("Asked for more time")
     });
-    let extension = alice
-        .url()
-        .split("/requests/")
-        .nth(1)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let extension = shown_request(&alice);
     assert!(
         extension.starts_with(&format!("{name}-ext-")),
         "{extension}"

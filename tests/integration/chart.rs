@@ -11,34 +11,12 @@ use serde_json::Value;
 
 use crate::common::{copy_dir, root, run};
 
-/// Helm, built on first use (`.ci/run` builds it before the tests).
 fn helm() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("tests/helm/build.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tests/helm/build.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::common::helm::helm(&root())
 }
 
-/// `helm template` with these arguments; panics with Helm's words on failure.
 fn template(helm: &Path, args: &[&str]) -> String {
-    let out = Command::new(helm)
-        .current_dir(root())
-        .args(["template", "jitguard", "charts/jitguard"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "helm template {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::common::helm::template(helm, &root(), args)
 }
 
 /// Objects by kind, namespace and name, without the labels only Helm adds.
@@ -125,17 +103,7 @@ fn tree_with_certs() -> tempfile::TempDir {
 }
 
 fn provided(tree: &Path) -> Vec<String> {
-    let tls = tree.join("manifests/overlays/plain/tls");
-    vec![
-        "--set".into(),
-        "tls.mode=provided".into(),
-        "--set-file".into(),
-        format!("tls.cert={}", tls.join("tls.crt").display()),
-        "--set-file".into(),
-        format!("tls.key={}", tls.join("tls.key").display()),
-        "--set-file".into(),
-        format!("tls.ca={}", tls.join("ca.pem").display()),
-    ]
+    crate::common::helm::provided(&tree.join("manifests/overlays/plain/tls"))
 }
 
 #[track_caller]
