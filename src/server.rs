@@ -184,6 +184,48 @@ struct AdmissionQuery {
     timeout: Option<String>,
 }
 
+enum BodyError {
+    /// Over the limit after this many bytes.
+    TooLarge(usize),
+    Read(axum::Error),
+}
+
+/// The whole body, or an error as soon as it passes `limit` bytes.
+async fn read_within(body: &mut Body, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt as _;
+    let mut buffer = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Some(data) = frame.data_ref() {
+            if buffer.len() + data.len() > limit {
+                return Err(BodyError::TooLarge(buffer.len() + data.len()));
+            }
+            buffer.extend_from_slice(data);
+        }
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// At most this much of a refused body is read and dropped, within this long: enough for
+/// any honest client to finish sending, not an open door to a slow or endless upload.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and drops the rest of a refused body (`read` bytes of it are gone already).
+async fn discard(mut body: Body, read: usize) {
+    use http_body_util::BodyExt as _;
+    let mut seen = read;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn validate(state: State<AppState>, query: Query<AdmissionQuery>, req: Request) -> Response {
     admit(state, query, req, Webhook::Validate).await
 }
@@ -232,23 +274,32 @@ async fn admit(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // Over HTTP/2 the client may still be sending when the 413 goes out: the stream is
+    // then reset, and some clients report the reset instead of the answer. Reading the
+    // rest first (discarded, bounded) lets every client see the 413; HTTP/1.1 closes the
+    // connection after the answer instead.
+    let drain = req.version() == axum::http::Version::HTTP_2;
+    let mut incoming = req.into_body();
     if declared.is_some_and(|n| n > state.body_limit) {
+        if drain {
+            discard(incoming, 0).await;
+        }
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
     }
-    let body = match axum::body::to_bytes(req.into_body(), state.body_limit).await {
+    let body = match read_within(&mut incoming, state.body_limit).await {
         Ok(body) => body,
-        Err(e) => {
-            let is_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if is_limit {
-                reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large())
-            } else {
-                reject(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("could not read the body: {e}"),
-                )
-            };
+        Err(BodyError::TooLarge(read)) => {
+            if drain {
+                discard(incoming, read).await;
+            }
+            return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
+        }
+        Err(BodyError::Read(e)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("could not read the body: {e}"),
+            );
         }
     };
 

@@ -190,3 +190,58 @@ async fn garbage_on_the_tls_port_does_not_hurt_the_server() {
     let (status, _) = server.post("/validate", &review("pod-create-dev")).await;
     assert_eq!(status, 200);
 }
+
+/// A real client on each protocol (curl, as HTTP/1.1 and as HTTP/2 by ALPN), the body
+/// announced with a Content-Length and streamed without one: always the 413 and its
+/// reason. Over HTTP/2 the answer used to go out while curl was still sending, and the
+/// stream reset that followed was all curl reported.
+#[tokio::test]
+async fn bodies_over_the_limit_get_a_413_over_http2_and_http1() {
+    let server = Server::with(Options {
+        args: vec!["--max-body-bytes".into(), "65536".into()],
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, format!("{{\"blob\": \"{}\"}}", "x".repeat(9_000_000))).unwrap();
+    let ca = server.certs().join("ca.pem");
+    for protocol in ["--http1.1", "--http2"] {
+        for (how, upload) in [
+            (
+                "announced",
+                vec!["--data-binary".to_string(), format!("@{}", big.display())],
+            ),
+            (
+                "streamed",
+                vec!["-X".into(), "POST".into(), "-T".into(), "-".into()],
+            ),
+        ] {
+            let answer = dir.path().join("answer.txt");
+            let out = std::process::Command::new("curl")
+                .args(["-sS", "--cacert"])
+                .arg(&ca)
+                .arg(protocol)
+                .args(["-H", "Content-Type: application/json", "-o"])
+                .arg(&answer)
+                .args(["-w", "%{http_code} %{http_version}"])
+                .args(&upload)
+                .arg(server.url("/validate"))
+                .stdin(std::fs::File::open(&big).unwrap())
+                .output()
+                .unwrap();
+            let status = String::from_utf8_lossy(&out.stdout).into_owned();
+            let version = if protocol == "--http2" { "2" } else { "1.1" };
+            assert_eq!(
+                status,
+                format!("413 {version}"),
+                "{protocol} {how}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = std::fs::read_to_string(&answer).unwrap();
+            assert!(
+                text.contains("65536 byte limit"),
+                "{protocol} {how}: {text}"
+            );
+        }
+    }
+}
