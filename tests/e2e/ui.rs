@@ -19,18 +19,21 @@ struct Page {
 
 impl Page {
     fn start(c: &Cluster, user: &str) -> Page {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jitguard"))
+        Self::start_with(c, user, &["--no-open"], None)
+    }
+
+    /// With `path`: the PATH the page runs with (a stand-in `xdg-open` on it).
+    fn start_with(c: &Cluster, user: &str, flags: &[&str], path: Option<&str>) -> Page {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jitguard"));
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let mut child = command
             .arg("jit")
             .arg("--kubeconfig")
             .arg(c.kubeconfig())
-            .args([
-                "--context",
-                user,
-                "ui",
-                "--addr",
-                "127.0.0.1:0",
-                "--no-open",
-            ])
+            .args(["--context", user, "ui", "--addr", "127.0.0.1:0"])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -304,4 +307,36 @@ fn approvers_decide_in_the_browser_and_the_requester_sees_the_grant_live() {
     );
     assert_eq!(c.phase(&name), "Revoked");
     assert_eq!(c.access_request(&name)["status"]["revokedBy"], "alice");
+}
+
+/// Without --no-open the page opens its address in the browser (`xdg-open`, here a
+/// stand-in on the PATH that records what it was asked to open).
+#[test]
+fn the_page_opens_the_address_it_prints() {
+    let c = Cluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&opener)
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let page = Page::start_with(c, "alice", &[], Some(&path));
+    crate::cluster::eventually(
+        "the browser is asked to open the page",
+        std::time::Duration::from_secs(30),
+        || std::fs::read_to_string(&opened).is_ok_and(|url| url == page.url),
+    );
+    assert!(page.url.starts_with("http://127.0.0.1:") && page.url.contains("/?token="));
 }
