@@ -53,6 +53,18 @@ pub fn with_user(mut review: Value, user: &str, groups: &[&str]) -> Value {
     review
 }
 
+/// A copy of manifests/ and policies/ with a `jitguard certs` pair in the plain overlay's
+/// tls/ (git-ignored there), so that every overlay renders without touching the tree.
+pub fn manifests_with_certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("manifests"), &dir.path().join("manifests"));
+    copy_dir(&root().join("policies"), &dir.path().join("policies"));
+    let tls = dir.path().join("manifests/overlays/plain/tls");
+    let (code, out, err) = run(&["certs", "--out", tls.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    dir
+}
+
 /// Copies a folder recursively (test policies are copied so tests can edit them).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{copy_dir, root, run};
+use crate::common::root;
 
 fn helm() -> PathBuf {
     crate::common::helm::helm(&root())
@@ -91,17 +91,6 @@ fn kustomize(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A copy of manifests/ and policies/ with a `jitguard certs` pair in the plain overlay.
-fn tree_with_certs() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("manifests"), &dir.path().join("manifests"));
-    copy_dir(&root().join("policies"), &dir.path().join("policies"));
-    let tls = dir.path().join("manifests/overlays/plain/tls");
-    let (code, out, err) = run(&["certs", "--out", tls.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    dir
-}
-
 fn provided(tree: &Path) -> Vec<String> {
     crate::common::helm::provided(&tree.join("manifests/overlays/plain/tls"))
 }
@@ -122,7 +111,7 @@ fn assert_same(chart: &str, overlay: &str, what: &str) {
 #[test]
 fn the_chart_renders_what_the_overlays_render() {
     let helm = helm();
-    let tree = tree_with_certs();
+    let tree = crate::common::manifests_with_certs();
     let overlays = tree.path().join("manifests/overlays");
     assert_same(
         &template(&helm, &[]),
@@ -230,7 +219,7 @@ fn values_change_what_they_name() {
 #[test]
 fn helm_lint_is_clean_and_the_output_validates_strictly() {
     let helm = helm();
-    let tree = tree_with_certs();
+    let tree = crate::common::manifests_with_certs();
     let args = provided(tree.path());
     for extra in [Vec::new(), args.clone()] {
         let out = Command::new(&helm)

@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
-use crate::common::{copy_dir, root, run, suite_reviews};
+use crate::common::{root, suite_reviews};
 
 /// The Kubernetes version the manifests are validated against (k8s-openapi's feature).
 const KUBERNETES: &str = "1.34.0";
@@ -27,12 +27,7 @@ const VALIDATOR: &str = "kubernetes-validate==1.37.0";
 /// Every overlay (and the base), rendered: (name, YAML). With kubectl's kustomize where
 /// the machine has it; otherwise the base's files as they are (the overlays need it).
 fn rendered() -> Vec<(String, String)> {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("manifests"), &dir.path().join("manifests"));
-    copy_dir(&root().join("policies"), &dir.path().join("policies"));
-    let tls = dir.path().join("manifests/overlays/plain/tls");
-    let (code, out, err) = run(&["certs", "--out", tls.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
+    let dir = crate::common::manifests_with_certs();
     let kubectl = Command::new("kubectl")
         .args(["version", "--client"])
         .output();
