@@ -404,7 +404,7 @@ fn describe(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
 
     #[test]
@@ -455,5 +455,131 @@ sinks:
         }
         let off = Settings::parse("sinks: []\nexpiringBefore: 'off'", env).unwrap();
         assert_eq!(off.timing.expiring_before, None);
+    }
+
+    /// A local sink that answers every request with `status` (or never, for 0), and
+    /// counts what it received.
+    fn sink(status: u16) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            let mut body = vec![0; length];
+                            if reader.read_exact(&mut body).is_err() {
+                                return;
+                            }
+                            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            if status == 0 {
+                                std::thread::sleep(std::time::Duration::from_secs(30));
+                                return;
+                            }
+                            let answer =
+                                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                            let _ = reader.get_mut().write_all(answer.as_bytes());
+                            length = 0;
+                        }
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn notice(n: usize) -> Notice {
+        Notice {
+            id: format!("u-{n}/requested"),
+            event: Kind::Requested,
+            summary: "alice asks".into(),
+            request: format!("r{n}"),
+            requester: "alice".into(),
+            group: None,
+            reason: "x".into(),
+            ticket: None,
+            scope: vec![],
+            duration: "30m".into(),
+            break_glass: false,
+            phase: "Pending".into(),
+            needs: None,
+            by: None,
+            comment: None,
+            expires_at: None,
+            commands: vec![],
+            page: None,
+            time: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    fn counted(metrics: &Metrics, sink: &str, result: &str) -> u64 {
+        metrics
+            .notifications
+            .with_label_values(&[sink, "requested", result])
+            .get()
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not within 10 s");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried_and_a_full_queue_drops_what_does_not_fit() {
+        crate::install_crypto_provider();
+        let (refusing, refused) = sink(404);
+        let (stuck, held) = sink(0);
+        let settings = Settings::parse(
+            &format!(
+                "queue: 1\nattempts: 3\ntimeout: 20s\nsinks:\n- {{name: refusing, type: cloudevents, url: '{refusing}'}}\n- {{name: stuck, type: slack, url: '{stuck}'}}\n"
+            ),
+            |_| None,
+        )
+        .unwrap();
+        let metrics = Metrics::new().unwrap();
+        let notifier = Notifier::start(settings, metrics.clone()).unwrap();
+        // A 404 says the URL is wrong: given up at once, not retried.
+        notifier.send(notice(1), Some(&["refusing".to_string()]));
+        until("the refusal is counted", || {
+            counted(&metrics, "refusing", "failed") == 1
+        })
+        .await;
+        assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(counted(&metrics, "refusing", "retry"), 0);
+        // A sink that never answers holds one notice in flight and one in its queue of
+        // one; the next is dropped, at once, and the caller never waits.
+        notifier.send(notice(2), Some(&["stuck".to_string()]));
+        until("the stuck sink holds the first", || {
+            held.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        let started = std::time::Instant::now();
+        notifier.send(notice(3), Some(&["stuck".to_string()]));
+        notifier.send(notice(4), Some(&["stuck".to_string()]));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "send never waits (an attempt would take 20 s)"
+        );
+        assert_eq!(counted(&metrics, "stuck", "dropped"), 1);
+        // Routing: a notice for the stuck sink alone never reached the refusing one.
+        assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
