@@ -274,14 +274,16 @@ async fn admit(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    // Over HTTP/2 the client may still be sending when the 413 goes out: the stream is
-    // then reset, and some clients report the reset instead of the answer. Reading the
-    // rest first (discarded, bounded) lets every client see the 413; HTTP/1.1 closes the
-    // connection after the answer instead.
-    let drain = req.version() == axum::http::Version::HTTP_2;
+    // A client still sending when the 413 goes out may see only the end of the stream
+    // (an HTTP/2 reset, an HTTP/1.1 connection closed under its upload) and report that
+    // instead of the answer. So the rest of a refused body is read first (discarded,
+    // bounded): always once reading has begun, and over HTTP/2 for an announced length
+    // too. An HTTP/1.1 client that announced too much gets the 413 before it sends
+    // anything (no `100 Continue` is sent for an unread body).
+    let http2 = req.version() == axum::http::Version::HTTP_2;
     let mut incoming = req.into_body();
     if declared.is_some_and(|n| n > state.body_limit) {
-        if drain {
+        if http2 {
             discard(incoming, 0).await;
         }
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
@@ -289,9 +291,7 @@ async fn admit(
     let body = match read_within(&mut incoming, state.body_limit).await {
         Ok(body) => body,
         Err(BodyError::TooLarge(read)) => {
-            if drain {
-                discard(incoming, read).await;
-            }
+            discard(incoming, read).await;
             return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
         }
         Err(BodyError::Read(e)) => {
