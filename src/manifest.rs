@@ -280,7 +280,9 @@ fn object_path(namespace: Option<&str>, name: Option<&str>) -> String {
 }
 
 /// The AdmissionReview the API server would send for `object`.
-fn review_for(object: &Value, requester: &Requester, n: usize) -> Result<Value, String> {
+/// The AdmissionReview the API server would send when `requester` submits `object`
+/// (`n` numbers its uid). An UPDATE has the object on both sides.
+pub fn review_for(object: &Value, requester: &Requester, n: usize) -> Result<Value, String> {
     let api_version = object
         .get("apiVersion")
         .and_then(Value::as_str)

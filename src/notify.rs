@@ -259,10 +259,7 @@ impl Notice {
         let until = expires_at.map(|t| t.to_string()).unwrap_or_default();
         let who = &spec.requester;
         let summary = match kind {
-            Kind::Requested => format!(
-                "{who} asks for {} of access: {}",
-                spec.duration, spec.reason
-            ),
+            Kind::Requested => crate::access::asks_text(ar),
             Kind::Approved => match &by {
                 Some(p) if p.starts_with(POLICY_APPROVER) => {
                     format!("{who}'s request was approved by {p}; live until {until}")

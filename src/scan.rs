@@ -12,12 +12,14 @@ pub mod report;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
 use serde::Serialize;
 
 use crate::decision::Webhook;
+use crate::manifest::{self, Requester};
 use crate::policy::RuleKind;
+use crate::request::Operation;
 use crate::review::{Reviewer, Worker};
 
 /// The resources listed by default: what the shipped pack judges by state (workloads and
@@ -66,18 +68,7 @@ pub fn default_resources() -> Vec<ApiResource> {
 }
 
 pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    let api_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version,
-        kind: kind.into(),
-        plural: plural.into(),
-    }
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
 /// One finding about one object.
@@ -123,26 +114,28 @@ pub struct Outcome {
 }
 
 /// The AdmissionReview the API server would send for an UPDATE of `object` to itself by
-/// no user.
-pub fn review(object: &serde_json::Value, resource: &ApiResource) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("audit-{}", text(object, "/metadata/uid")),
-            "kind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
-            "resource": {"group": resource.group, "version": resource.version, "resource": resource.plural},
-            "requestKind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
-            "requestResource": {"group": resource.group, "version": resource.version, "resource": resource.plural},
-            "name": text(object, "/metadata/name"),
-            "namespace": object.pointer("/metadata/namespace").cloned().unwrap_or(serde_json::Value::Null),
-            "operation": "UPDATE",
-            "userInfo": {"username": "", "groups": []},
-            "object": object,
-            "oldObject": object,
-            "dryRun": true,
-        }
-    })
+/// no user, as dry-run wraps a manifest, with the resource as listed (its plural is known
+/// here, where dry-run can only guess a custom kind's).
+pub fn review(
+    object: &serde_json::Value,
+    resource: &ApiResource,
+) -> Result<serde_json::Value, String> {
+    let nobody = Requester {
+        user: String::new(),
+        groups: Vec::new(),
+        operation: Operation::Update,
+    };
+    let mut review = manifest::review_for(object, &nobody, 0)?;
+    if let Some(request) = review.get_mut("request").and_then(|r| r.as_object_mut()) {
+        let gvr = serde_json::json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
+        request.insert("resource".into(), gvr.clone());
+        request.insert("requestResource".into(), gvr);
+        request.insert(
+            "uid".into(),
+            format!("audit-{}", text(object, "/metadata/uid")).into(),
+        );
+    }
+    Ok(review)
 }
 
 /// A string field of an object, or "".
@@ -172,8 +165,12 @@ pub fn judge(
             .map(String::from);
         let name = text(object, "/metadata/name");
         out.audited.push((namespace.clone(), name.clone()));
-        let body = review(object, resource).to_string();
-        let reviewed = match worker.decide(body.as_bytes(), Webhook::Validate, now) {
+        let decided = review(object, resource).and_then(|body| {
+            worker
+                .decide(body.to_string().as_bytes(), Webhook::Validate, now)
+                .map_err(|e| e.to_string())
+        });
+        let reviewed = match decided {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(object = %name, kind = %resource.kind, error = %e, "audit: cannot decide this object");
@@ -268,6 +265,7 @@ pub async fn run(
         .filter(|(r, _)| r.kind == "Namespace" && r.group.is_empty())
         .filter_map(|(_, v)| serde_json::from_value(v.clone()).ok())
         .collect();
+    // Only an offline reviewer's (the CLI's) is empty here; serve's is the live cache.
     if !reviewer.namespaces.is_synced() {
         reviewer.namespaces.replace(&namespaces);
     }
@@ -299,7 +297,9 @@ pub async fn periodic(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if !leading.load(std::sync::atomic::Ordering::Acquire) {
+        // The live namespace cache, once full: a pass never fills it itself (that would
+        // write the webhook's cache from here).
+        if !leading.load(std::sync::atomic::Ordering::Acquire) || !reviewer.namespaces.is_synced() {
             continue;
         }
         let started = Instant::now();

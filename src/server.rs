@@ -184,28 +184,6 @@ struct AdmissionQuery {
     timeout: Option<String>,
 }
 
-enum BodyError {
-    /// Over the limit after this many bytes.
-    TooLarge(usize),
-    Read(axum::Error),
-}
-
-/// The whole body, or an error as soon as it passes `limit` bytes.
-async fn read_within(body: &mut Body, limit: usize) -> Result<Bytes, BodyError> {
-    use http_body_util::BodyExt as _;
-    let mut buffer = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(BodyError::Read)?;
-        if let Some(data) = frame.data_ref() {
-            if buffer.len() + data.len() > limit {
-                return Err(BodyError::TooLarge(buffer.len() + data.len()));
-            }
-            buffer.extend_from_slice(data);
-        }
-    }
-    Ok(Bytes::from(buffer))
-}
-
 /// At most this much of a refused body is read and dropped, within this long: enough for
 /// any honest client to finish sending, not an open door to a slow or endless upload.
 const DRAIN_BYTES: usize = 64 << 20;
@@ -288,13 +266,15 @@ async fn admit(
         }
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
     }
-    let body = match read_within(&mut incoming, state.body_limit).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge(read)) => {
-            discard(incoming, read).await;
+    // Limited over a borrow: the body stays ours, to drain if the limit is passed.
+    let limited = http_body_util::Limited::new(&mut incoming, state.body_limit);
+    let body = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            discard(incoming, state.body_limit).await;
             return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
         }
-        Err(BodyError::Read(e)) => {
+        Err(e) => {
             return reject(
                 StatusCode::BAD_REQUEST,
                 "bad_request",

@@ -33,10 +33,7 @@ impl Observed {
         let (old_phase, old_count) = match before {
             Some(b) => b,
             None => {
-                let note = format!(
-                    "{} asks for {} of access: {}",
-                    ar.spec.requester, ar.spec.duration, ar.spec.reason
-                );
+                let note = crate::access::asks_text(ar);
                 steps.push(Step::new(
                     "access.requested",
                     "Requested",

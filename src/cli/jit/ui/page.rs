@@ -70,18 +70,7 @@ pub fn still_needs(ar: &AccessRequest) -> Option<String> {
         .iter()
         .filter(|a| a.decision == ApprovalDecision::Approve)
         .collect();
-    let parts: Vec<String> = quorum::unmet(&requirements, &approvals)
-        .into_iter()
-        .map(|(r, open)| {
-            let name = if r.name.is_empty() {
-                "approver"
-            } else {
-                &r.name
-            };
-            format!("{open} of {name} ({})", r.groups.join(", "))
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(" and "))
+    crate::access::requirements_text(quorum::unmet(&requirements, &approvals))
 }
 
 /// Whether `viewer` could decide on `ar` now: pending, someone else's, not for a group
