@@ -8,11 +8,12 @@
 //! package in one evaluation of a generated aggregate module.
 
 mod access;
+mod aggregate;
 mod contract;
+mod relevance;
 pub mod source;
 pub mod testing;
 
-use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
 pub use access::{AccessPolicy, AccessPolicyError, Requirement};
+use aggregate::reference;
 use contract::package_result;
 pub use source::{LoadError, Sources};
 
@@ -168,6 +170,7 @@ pub struct PackageInfo {
     pub name: Arc<str>,
     /// `data["a"]["b"]`: a reference that is valid whatever characters the path holds.
     reference: String,
+    components: Vec<String>,
     declares: Vec<&'static str>,
 }
 
@@ -182,12 +185,16 @@ impl PackageInfo {
 pub struct EvalOptions {
     /// Wall-clock budget of one evaluation (regorus's cooperative execution timer).
     pub budget: Duration,
+    /// Leave out the packages a request cannot concern (see `relevance`). Off only to
+    /// show that it changes nothing, and to measure what it saves.
+    pub skip_unconcerned: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             budget: Duration::from_millis(250),
+            skip_unconcerned: true,
         }
     }
 }
@@ -210,6 +217,8 @@ pub struct PolicySet {
     has_access: bool,
     /// The evaluation budget (`--eval-timeout`).
     budget: Duration,
+    /// Which packages each request can concern, and the rule that evaluates just those.
+    relevance: relevance::Relevance,
     generation: u64,
     digest: u64,
     files: usize,
@@ -259,11 +268,26 @@ impl PolicySet {
         if packages.is_empty() {
             return Err(LoadError::Empty(sources.root.clone()));
         }
+        let mut relevance = relevance::Relevance::default();
+        if options.skip_unconcerned {
+            let ast = engine
+                .get_ast_as_json()
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            let components: Vec<Vec<String>> =
+                packages.iter().map(|p| p.components.clone()).collect();
+            let contract: Vec<&str> = FINDING_RULES.iter().map(|k| k.name()).collect();
+            relevance =
+                relevance::Relevance::read(&ast, &components, &contract, &sources.documents()?);
+        }
+        let (module, rules) =
+            aggregate::module(&packages, access.as_ref(), &relevance.reachable_masks());
+        for (mask, rule) in rules {
+            relevance.set_rule(mask, rule);
+        }
         engine
-            .add_policy(
-                "<jitguard aggregate>".to_string(),
-                aggregate_module(&packages, access.as_ref()),
-            )
+            .add_policy("<jitguard aggregate>".to_string(), module)
             .map_err(|e| LoadError::compile(&e))?;
         prepare(&mut engine)?;
         check_functions(&engine)?;
@@ -276,6 +300,7 @@ impl PolicySet {
             gatekeeper: pack,
             has_access: access.is_some(),
             budget: options.budget,
+            relevance,
             packages,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             digest: combined_digest(sources.digest, crate::gatekeeper::feed::digest(gatekeeper)),
@@ -302,6 +327,18 @@ impl PolicySet {
     /// cluster's Gatekeeper objects, some of them refused).
     pub fn set_digest(&mut self, digest: u64) {
         self.digest = digest;
+    }
+
+    /// The packages an evaluation of `input` runs: those it can concern (all of them with
+    /// `skip_unconcerned` off).
+    pub fn concerned_packages(&self, input: &Value) -> Vec<&str> {
+        let mask = self.relevance.mask_for(input);
+        self.packages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask.is_none_or(|m| m & (1 << i) != 0))
+            .map(|(_, p)| &*p.name)
+            .collect()
     }
 
     pub fn package_names(&self) -> Vec<&str> {
@@ -378,7 +415,8 @@ impl PolicyEngine {
         let budget = self.set.budget;
         self.engine.set_input(input.clone());
         self.limit(budget / 2);
-        let outcome = self.engine.eval_rule(AGGREGATE_RULE.to_string());
+        let rule = self.set.relevance.rule_for(input).unwrap_or(AGGREGATE_RULE);
+        let outcome = self.engine.eval_rule(rule.to_string());
         let deadline = started + budget;
         match outcome {
             Ok(Value::Array(results)) if results.len() == self.set.packages.len() => Evaluation {
@@ -590,6 +628,7 @@ fn discover_packages(engine: &Engine) -> Result<Vec<PackageInfo>, LoadError> {
             }
             None => packages.push(PackageInfo {
                 reference: reference(&module.components),
+                components: module.components,
                 name,
                 declares: declared,
             }),
@@ -607,66 +646,6 @@ fn has_contract_rules(p: &PackageInfo) -> bool {
         .map(|k| k.name())
         .chain(std::iter::once("enforcement"))
         .any(|r| p.declares(r))
-}
-
-/// `data.a.b`, with brackets only for components that are not identifiers. Dot notation
-/// matters: regorus resolves `data.a.b.deny` to the rule directly, while a bracketed
-/// `data["a"]` evaluates every rule under `data.a` first.
-fn reference(components: &[String]) -> String {
-    let mut out = String::from("data");
-    for c in components {
-        let identifier = c
-            .chars()
-            .next()
-            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-        if identifier {
-            let _ = write!(out, ".{c}");
-        } else {
-            // serde_json's string escaping is valid Rego string syntax.
-            let quoted = serde_json::to_string(c).unwrap_or_else(|_| format!("{c:?}"));
-            let _ = write!(out, "[{quoted}]");
-        }
-    }
-    out
-}
-
-/// The generated module: `findings`, one object per package holding its contract rules, so
-/// that one evaluation answers for every package. The objects are written inline because
-/// every rule regorus evaluates costs some 20 000 instructions of bookkeeping; `p{i}`
-/// repeats each one as a rule for the package-by-package fallback (`evaluate_each`),
-/// which attributes an error to the package that raised it.
-fn aggregate_module(packages: &[PackageInfo], access: Option<&PackageInfo>) -> String {
-    let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n");
-    let mut objects = Vec::new();
-    for (i, pkg) in packages.iter().enumerate() {
-        let mut fields = Vec::new();
-        for kind in FINDING_RULES {
-            if pkg.declares(kind.name()) {
-                fields.push(format!("\"{0}\": {1}.{0}", kind.name(), pkg.reference));
-            }
-        }
-        if pkg.declares("enforcement") {
-            fields.push(format!("\"enforcement\": e{i}"));
-            let _ = writeln!(rego, "default e{i} := \"deny\"");
-            let _ = writeln!(rego, "e{i} := {}.enforcement", pkg.reference);
-        }
-        let object = format!("{{{}}}", fields.join(", "));
-        let _ = writeln!(rego, "p{i} := {object}\n");
-        objects.push(object);
-    }
-    let _ = writeln!(rego, "findings := [\n\t{},\n]\n", objects.join(",\n\t"));
-    if let Some(access) = access {
-        // Workflow parameters, each `null` where the policy leaves it undefined.
-        let mut fields = Vec::new();
-        for rule in ACCESS_RULES.iter().filter(|r| access.declares(r)) {
-            let _ = writeln!(rego, "default a_{rule} := null");
-            let _ = writeln!(rego, "a_{rule} := {}.{rule}", access.reference);
-            fields.push(format!("\"{rule}\": a_{rule}"));
-        }
-        let _ = writeln!(rego, "\naccess := {{{}}}", fields.join(", "));
-    }
-    rego
 }
 
 fn is_time_limit(e: &anyhow::Error) -> bool {

@@ -135,6 +135,7 @@ impl Service {
 
         let eval = EvalOptions {
             budget: config.eval_timeout,
+            ..EvalOptions::default()
         };
         let set = PolicySet::load(&config.policies, eval)
             .with_context(|| format!("loading policies from {}", config.policies.display()))?;

@@ -218,19 +218,28 @@ impl Sources {
 
     /// Loads every data document into `engine` under its folder's path.
     pub(crate) fn add_data(&self, engine: &mut Engine) -> Result<(), LoadError> {
-        for file in &self.data {
-            let value = file.parse()?;
-            let nested = file.prefix.iter().rev().fold(value, |inner, key| {
-                let mut map = std::collections::BTreeMap::new();
-                map.insert(Value::from(key.as_str()), inner);
-                Value::from(map)
-            });
+        for (file, nested) in self.data.iter().zip(self.documents()?) {
             engine.add_data(nested).map_err(|e| LoadError::Data {
                 path: file.path.clone(),
                 message: format!("cannot merge into data: {e}"),
             })?;
         }
         Ok(())
+    }
+
+    /// Each data file's document, nested under its folder's path.
+    pub(crate) fn documents(&self) -> Result<Vec<Value>, LoadError> {
+        self.data
+            .iter()
+            .map(|file| {
+                let value = file.parse()?;
+                Ok(file.prefix.iter().rev().fold(value, |inner, key| {
+                    let mut map = std::collections::BTreeMap::new();
+                    map.insert(Value::from(key.as_str()), inner);
+                    Value::from(map)
+                }))
+            })
+            .collect()
     }
 }
 

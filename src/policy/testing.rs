@@ -47,6 +47,7 @@ impl TestResult {
 pub fn compile(sources: &Sources) -> Result<regorus::Engine, LoadError> {
     let mut engine = new_engine(EvalOptions {
         budget: TEST_BUDGET,
+        ..EvalOptions::default()
     });
     for file in sources.modules.iter().chain(&sources.tests) {
         engine

@@ -170,6 +170,7 @@ fn a_runaway_policy_is_stopped_by_the_budget() {
             dir.path(),
             EvalOptions {
                 budget: Duration::from_millis(20),
+                ..EvalOptions::default()
             },
         )
         .unwrap(),
@@ -193,6 +194,7 @@ fn a_runaway_package_fails_alone_and_the_others_still_decide() {
             dir.path(),
             EvalOptions {
                 budget: Duration::from_millis(100),
+                ..EvalOptions::default()
             },
         )
         .unwrap(),

@@ -24,6 +24,7 @@ mod lifecycle;
 mod manifests;
 mod opa;
 mod readme;
+mod relevance;
 mod reload;
 mod watch;
 mod workflow;

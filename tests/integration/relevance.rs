@@ -1,0 +1,279 @@
+//! Skipping the packages a request cannot concern changes no evaluation: the shipped pack
+//! with and without it, over generated requests (the kinds, operations and subresources
+//! the pack tests and others, in every namespace kind, by every kind of user), gives the
+//! same findings, messages, enforcement and errors.
+
+use std::sync::Arc;
+
+use jitguard::policy::{EvalOptions, Evaluation, PolicySet};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{json, Value};
+
+use crate::common::{review, root};
+
+fn pack(skip_unconcerned: bool, policies: &std::path::Path) -> Arc<PolicySet> {
+    Arc::new(
+        PolicySet::load(
+            policies,
+            EvalOptions {
+                skip_unconcerned,
+                ..EvalOptions::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn evaluate(set: &Arc<PolicySet>, input: &Value) -> Evaluation {
+    let value = regorus::Value::from_json_str(&input.to_string()).unwrap();
+    set.engine().evaluate(&value)
+}
+
+/// The AdmissionReview `input` as jitguard builds it: the review and `jit`.
+fn input(mut review: Value, now_ns: i64, labels: Value) -> Value {
+    let ns = review["request"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    review["jit"] = json!({
+        "now_ns": now_ns,
+        "grants": [],
+        "namespaces": {ns.clone(): {"name": ns, "labels": labels}},
+    });
+    review
+}
+
+#[test]
+fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
+    let set = pack(true, &root().join("policies"));
+    let i = input(
+        review("pod-create-prod"),
+        1_795_000_000_000_000_000,
+        json!({}),
+    );
+    let value = regorus::Value::from_json_str(&i.to_string()).unwrap();
+    assert_eq!(
+        set.concerned_packages(&value),
+        [
+            "jitguard.changewindow",
+            "jitguard.namespaces",
+            "jitguard.workloads"
+        ]
+    );
+    let exec = input(
+        review("pod-exec-prod"),
+        1_795_000_000_000_000_000,
+        json!({}),
+    );
+    let value = regorus::Value::from_json_str(&exec.to_string()).unwrap();
+    assert_eq!(
+        set.concerned_packages(&value),
+        [
+            "jitguard.changewindow",
+            "jitguard.interactive",
+            "jitguard.namespaces"
+        ]
+    );
+    let all = pack(false, &root().join("policies"));
+    assert_eq!(
+        all.concerned_packages(&value).len(),
+        all.package_names().len()
+    );
+}
+
+/// What the generated requests are made of: the values the pack tests, and others.
+const OPERATIONS: &[&str] = &["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"];
+const RESOURCES: &[(&str, &str, &str)] = &[
+    ("", "pods", "Pod"),
+    ("", "services", "Service"),
+    ("", "namespaces", "Namespace"),
+    ("", "configmaps", "ConfigMap"),
+    ("", "events", "Event"),
+    ("apps", "deployments", "Deployment"),
+    ("networking.k8s.io", "ingresses", "Ingress"),
+    ("networking.k8s.io", "networkpolicies", "NetworkPolicy"),
+    ("gateway.networking.k8s.io", "httproutes", "HTTPRoute"),
+    ("rbac.authorization.k8s.io", "roles", "Role"),
+    ("rbac.authorization.k8s.io", "rolebindings", "RoleBinding"),
+    ("rbac.authorization.k8s.io", "clusterroles", "ClusterRole"),
+    (
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+    ),
+    ("jitguard.dev", "accessrequests", "AccessRequest"),
+    ("coordination.k8s.io", "leases", "Lease"),
+    ("example.com", "namespaces", "Namespace"),
+    ("example.com", "pods", "Pod"),
+];
+const SUBRESOURCES: &[&str] = &[
+    "",
+    "exec",
+    "attach",
+    "portforward",
+    "proxy",
+    "ephemeralcontainers",
+    "status",
+    "log",
+];
+const NAMESPACES: &[&str] = &["prod", "prod-eu", "staging", "dev", "kube-system", ""];
+const USERS: &[&str] = &[
+    "alice@example.com",
+    "system:serviceaccount:prod:default",
+    "system:kube-scheduler",
+    "system:node:n1",
+];
+
+/// The objects of the shipped suites' manifests, as the requests' objects.
+fn objects() -> Vec<Value> {
+    let dir = root().join("policies/suites/manifests");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in text.split("\n---") {
+            if let Ok(v) = yaml_serde::from_str::<Value>(doc) {
+                if v.is_object() {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    assert!(out.len() >= 20, "{} objects", out.len());
+    out
+}
+
+#[test]
+fn skipping_never_changes_an_evaluation_of_generated_requests() {
+    let skipping = pack(true, &root().join("policies"));
+    let all = pack(false, &root().join("policies"));
+    let objects = objects();
+    let cases = std::env::var("JITGUARD_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(512);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        0..OPERATIONS.len(),
+        0..RESOURCES.len(),
+        0..SUBRESOURCES.len(),
+        0..NAMESPACES.len(),
+        0..USERS.len(),
+        0..objects.len(),
+        any::<bool>(),
+        any::<bool>(),
+        // Any moment of 2026-2027 (weekdays, hours, holidays and the freeze).
+        1_767_225_600_000_000_000_i64..1_830_297_600_000_000_000_i64,
+    );
+    let skipped = std::cell::Cell::new(0usize);
+    runner
+        .run(
+            &strategy,
+            |(op, res, sub, ns, user, object, old, protected_label, now)| {
+                let (group, resource, kind) = RESOURCES[res];
+                let mut request = json!({
+                    "uid": "u",
+                    "kind": {"group": group, "version": "v1", "kind": kind},
+                    "resource": {"group": group, "version": "v1", "resource": resource},
+                    "operation": OPERATIONS[op],
+                    "namespace": NAMESPACES[ns],
+                    "name": objects[object]["metadata"]["name"],
+                    "userInfo": {"username": USERS[user], "groups": ["system:authenticated"]},
+                    "object": objects[object],
+                });
+                if !SUBRESOURCES[sub].is_empty() {
+                    request["subResource"] = json!(SUBRESOURCES[sub]);
+                }
+                if old {
+                    request["oldObject"] = objects[(object + 1) % objects.len()].clone();
+                }
+                let labels = if protected_label {
+                    json!({"jitguard.dev/protected": "true"})
+                } else {
+                    json!({})
+                };
+                let i = input(
+                    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+                    now,
+                    labels,
+                );
+                let value = regorus::Value::from_json_str(&i.to_string()).unwrap();
+                if skipping.concerned_packages(&value).len() < all.package_names().len() {
+                    skipped.set(skipped.get() + 1);
+                }
+                prop_assert_eq!(evaluate(&skipping, &i), evaluate(&all, &i), "{}", i);
+                Ok(())
+            },
+        )
+        .unwrap();
+    // Most generated requests concern few packages: the skipping was exercised.
+    let skipped = skipped.get();
+    assert!(
+        skipped * 2 > cases as usize,
+        "{skipped} of {cases} skipped any"
+    );
+}
+
+/// The premise, checked on regorus itself: a body stops at its first failed test, so an
+/// error later in it is never raised for a request the test excludes, and skipping the
+/// package gives what evaluating it gives, errors included.
+#[test]
+fn a_body_stops_at_its_leading_test_so_skipping_keeps_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.rego"),
+        r#"package p
+
+deny contains "exec" if {
+	input.request.operation == "CONNECT"
+	input.request.subResource in {"exec"}
+	to_number(input.request.name) > 0
+}
+
+warn contains "w" if {
+	input.request.operation == "CONNECT"
+	input.request.subResource == "exec"
+	true
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("q.rego"),
+        "package q\n\ndeny contains \"q\" if input.request.operation == \"DELETE\"\n",
+    )
+    .unwrap();
+    let skipping = pack(true, dir.path());
+    let all = pack(false, dir.path());
+    let req = |op: &str, sub: &str| {
+        json!({"request": {"operation": op, "subResource": sub, "name": "not-a-number",
+            "resource": {"group": "", "resource": "pods"}}})
+    };
+    // Excluded: no error with or without skipping, and p is skipped.
+    let create = req("CREATE", "exec");
+    let value = regorus::Value::from_json_str(&create.to_string()).unwrap();
+    assert_eq!(skipping.concerned_packages(&value), Vec::<&str>::new());
+    assert_eq!(evaluate(&skipping, &create), evaluate(&all, &create));
+    assert!(evaluate(&all, &create)
+        .packages
+        .iter()
+        .all(|p| p.error.is_none()));
+    // Concerned: the error is raised either way.
+    let exec = req("CONNECT", "exec");
+    let failed = evaluate(&skipping, &exec);
+    assert_eq!(failed, evaluate(&all, &exec));
+    let p = failed.packages.iter().find(|p| &*p.package == "p").unwrap();
+    assert!(
+        p.error.as_deref().is_some_and(|e| e.contains("p.rego:6")),
+        "{p:?}"
+    );
+}
