@@ -34,10 +34,14 @@ test_the_window_includes_its_start_and_excludes_its_end if {
 	count(changewindow.require_grant) == 1 with input as change("staging", "2026-11-24T15:00:00Z")
 }
 
-test_window_bounds_are_read_as_minutes_since_midnight if {
-	changewindow.minutes("00:00") == 0
-	changewindow.minutes("09:05") == 545
-	changewindow.minutes("23:59") == 1439
+# 10:05 in Berlin is 09:05 UTC; hours may be written with one digit.
+test_window_bounds_are_read_to_the_minute if {
+	count(changewindow.require_grant) == 0 with input as change("staging", "2026-11-24T09:05:00Z")
+		with data.jitguard.changewindow.settings.hours as {"start": "10:05", "end": "16:00"}
+	count(changewindow.require_grant) == 1 with input as change("staging", "2026-11-24T09:04:00Z")
+		with data.jitguard.changewindow.settings.hours as {"start": "10:05", "end": "16:00"}
+	count(changewindow.require_grant) == 0 with input as change("staging", "2026-11-24T08:00:00Z")
+		with data.jitguard.changewindow.settings.hours as {"start": "9:00", "end": "16:00"}
 }
 
 test_fridays_and_weekends_need_a_grant if {

@@ -6,7 +6,6 @@ import data.jitguard.lib.describe
 import data.jitguard.lib.exempt
 import data.jitguard.lib.in_protected_namespace
 import data.jitguard.lib.mutating
-import data.jitguard.lib.namespace_request
 import data.jitguard.lib.protected_namespace_object
 import data.jitguard.lib.workload_identity
 
@@ -41,20 +40,16 @@ verb := {"CREATE": "creation", "UPDATE": "change", "DELETE": "deletion"}
 # Namespaces themselves are handled above; debug containers by jitguard.interactive;
 # Ingresses and HTTPRoutes by jitguard.ingress (one finding per request, not two). Each
 # by its API group too: a custom resource that shares a name is guarded here.
-governed_elsewhere if namespace_request
+governed_elsewhere if {
+	[input.request.resource.group, input.request.resource.resource] in {
+		["", "namespaces"],
+		["networking.k8s.io", "ingresses"],
+		["gateway.networking.k8s.io", "httproutes"],
+	}
+}
 
 governed_elsewhere if {
 	input.request.subResource == "ephemeralcontainers"
 	input.request.resource.resource == "pods"
 	input.request.resource.group == ""
-}
-
-governed_elsewhere if {
-	input.request.resource.resource == "ingresses"
-	input.request.resource.group == "networking.k8s.io"
-}
-
-governed_elsewhere if {
-	input.request.resource.resource == "httproutes"
-	input.request.resource.group == "gateway.networking.k8s.io"
 }

@@ -2,17 +2,25 @@
 # and IPC namespaces are denied in protected namespaces and warned about elsewhere.
 package jitguard.workloads
 
-import data.jitguard.lib.containers
 import data.jitguard.lib.describe
 import data.jitguard.lib.exempt
 import data.jitguard.lib.in_protected_namespace
-import data.jitguard.lib.obj
-import data.jitguard.lib.pod_spec
 
-spec := pod_spec(obj)
+# The pod spec of the object (lib's pod_spec, written out: deny and warn only look at
+# CREATE and UPDATE, whose object is the new one, and rules inline cost regorus less than
+# a function call).
+spec := input.request.object.spec if input.request.object.kind == "Pod"
 
+spec := input.request.object.spec.template.spec if {
+	input.request.object.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
+}
+
+spec := input.request.object.spec.jobTemplate.spec.template.spec if input.request.object.kind == "CronJob"
+
+# Every container: regular, init and ephemeral.
 problems contains msg if {
-	some c in containers(spec)
+	some field in ["containers", "initContainers", "ephemeralContainers"]
+	some c in spec[field]
 	c.securityContext.privileged == true
 	msg := sprintf("container %s is privileged", [c.name])
 }
