@@ -22,9 +22,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let policies = std::env::var_os("JITGUARD_POLICIES").unwrap_or_else(|| "policies".into());
+    // JITGUARD_SKIP=0 evaluates every package for every request, to measure what leaving
+    // out the packages a request cannot concern saves.
+    let options = EvalOptions {
+        skip_unconcerned: std::env::var("JITGUARD_SKIP").map_or(true, |v| v != "0"),
+        ..EvalOptions::default()
+    };
     let set = Arc::new(
-        PolicySet::load(std::path::Path::new(&policies), EvalOptions::default())
-            .expect("the policy folder loads"),
+        PolicySet::load(std::path::Path::new(&policies), options).expect("the policy folder loads"),
     );
     let mut engine = set.engine();
     // `cargo bench` passes `--bench`; everything else is a fixture.

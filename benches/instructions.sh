@@ -4,6 +4,9 @@
 #
 #   bash benches/instructions.sh [FIXTURE.json ...]     # needs valgrind (apt install valgrind)
 #
+# JITGUARD_POLICIES=DIR measures another policy folder; JITGUARD_SKIP=0 evaluates every
+# package for every request (no skipping of the packages a request cannot concern).
+#
 # Runs benches/instructions.rs under callgrind at 10 and 30 evaluations per fixture and
 # prints the difference divided by 20: start-up and the first evaluation cancel out.
 set -euo pipefail

@@ -67,14 +67,7 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
         json!({}),
     );
     let value = regorus::Value::from_json_str(&exec.to_string()).unwrap();
-    assert_eq!(
-        set.concerned_packages(&value),
-        [
-            "jitguard.changewindow",
-            "jitguard.interactive",
-            "jitguard.namespaces"
-        ]
-    );
+    assert_eq!(set.concerned_packages(&value), ["jitguard.interactive"]);
     let all = pack(false, &root().join("policies"));
     assert_eq!(
         all.concerned_packages(&value).len(),

@@ -6,7 +6,6 @@ package jitguard.changewindow
 
 import data.jitguard.lib.describe
 import data.jitguard.lib.exempt
-import data.jitguard.lib.mutating
 import data.jitguard.lib.workload_identity
 
 params := data.jitguard.changewindow.settings
@@ -56,8 +55,10 @@ outside contains sprintf("the %s is on", [f.name]) if {
 	input.jit.now_ns < time.parse_rfc3339_ns(f.to)
 }
 
+# The operation is tested first, inline (lib's `mutating`, written out): jitguard then
+# skips this package for the requests it excludes (exec, port-forward ...).
 require_grant contains msg if {
-	mutating
+	input.request.operation in {"CREATE", "UPDATE", "DELETE"}
 	controlled
 	not exempt
 	not workload_identity

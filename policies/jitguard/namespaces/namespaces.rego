@@ -5,7 +5,6 @@ package jitguard.namespaces
 import data.jitguard.lib.describe
 import data.jitguard.lib.exempt
 import data.jitguard.lib.in_protected_namespace
-import data.jitguard.lib.mutating
 import data.jitguard.lib.protected_namespace_object
 import data.jitguard.lib.workload_identity
 
@@ -15,14 +14,16 @@ deny contains msg if {
 	msg := sprintf("namespace %s is protected and cannot be deleted, not even with a grant", [input.request.name])
 }
 
+# The operation is tested first, inline (lib's `mutating`, written out): jitguard then
+# skips this package for the requests it excludes (exec, port-forward ...).
 require_grant contains msg if {
-	mutating
+	input.request.operation in {"CREATE", "UPDATE", "DELETE"}
 	in_protected_namespace
 	not exempt
 	not workload_identity
 	not governed_elsewhere
 	msg := sprintf("%s of %s in protected namespace %s needs a just-in-time grant", [
-		verb[input.request.operation],
+		{"CREATE": "creation", "UPDATE": "change", "DELETE": "deletion"}[input.request.operation],
 		describe,
 		input.request.namespace,
 	])
@@ -34,8 +35,6 @@ require_grant contains msg if {
 	not exempt
 	msg := sprintf("changing protected namespace %s needs a just-in-time grant", [input.request.name])
 }
-
-verb := {"CREATE": "creation", "UPDATE": "change", "DELETE": "deletion"}
 
 # Namespaces themselves are handled above; debug containers by jitguard.interactive;
 # Ingresses and HTTPRoutes by jitguard.ingress (one finding per request, not two). Each
