@@ -270,3 +270,49 @@ warn contains "w" if {
         "{p:?}"
     );
 }
+
+/// A skipped package's `enforcement` is still evaluated: it is part of its answer, and
+/// may fail or say `warn` for a request none of its rules concern.
+#[test]
+fn a_skipped_packages_enforcement_is_still_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("w.rego"),
+        "package w
+
+enforcement := \"warn\"
+
+deny contains \"w\" if input.request.operation == \"DELETE\"
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("e.rego"),
+        "package e
+
+enforcement := \"warn\" if to_number(input.request.name) > 0
+
+deny contains \"e\" if input.request.operation == \"DELETE\"
+",
+    )
+    .unwrap();
+    let skipping = pack(true, dir.path());
+    let all = pack(false, dir.path());
+    let create = json!({"request": {"operation": "CREATE", "name": "not-a-number"}});
+    let value = regorus::Value::from_json_str(&create.to_string()).unwrap();
+    assert_eq!(skipping.concerned_packages(&value), Vec::<&str>::new());
+    let evaluation = evaluate(&skipping, &create);
+    assert_eq!(evaluation, evaluate(&all, &create));
+    let w = evaluation
+        .packages
+        .iter()
+        .find(|p| &*p.package == "w")
+        .unwrap();
+    assert_eq!(w.enforcement, jitguard::policy::Enforcement::Warn, "{w:?}");
+    let e = evaluation
+        .packages
+        .iter()
+        .find(|p| &*p.package == "e")
+        .unwrap();
+    assert!(e.error.is_some(), "{e:?}");
+}
