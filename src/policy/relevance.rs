@@ -25,7 +25,7 @@ use serde_json::Value as Json;
 
 /// At most this many combinations of tested values are enumerated to find the sets of
 /// packages requests can need; past it, every request evaluates every package.
-const MAX_COMBINATIONS: usize = 1 << 14;
+const MAX_COMBINATIONS: usize = 1 << 17;
 
 /// One leading test: the string at `input.request.<field>` is one of `values`.
 #[derive(Clone, Debug, PartialEq)]

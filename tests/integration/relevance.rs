@@ -68,6 +68,19 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
     );
     let value = regorus::Value::from_json_str(&exec.to_string()).unwrap();
     assert_eq!(set.concerned_packages(&value), ["jitguard.interactive"]);
+    // An Ingress is no workload: workloads opens with a test of the object's kind.
+    let path = root().join("policies/suites/reviews/ingress-remove-tls-dev.json");
+    let review = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ingress = input(review, 1_795_000_000_000_000_000, json!({}));
+    let value = regorus::Value::from_json_str(&ingress.to_string()).unwrap();
+    assert_eq!(
+        set.concerned_packages(&value),
+        [
+            "jitguard.changewindow",
+            "jitguard.ingress",
+            "jitguard.namespaces"
+        ]
+    );
     let all = pack(false, &root().join("policies"));
     assert_eq!(
         all.concerned_packages(&value).len(),

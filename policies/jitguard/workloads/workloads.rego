@@ -36,7 +36,11 @@ problems contains sprintf("the pod uses the host's %s namespace (%s: true)", [wh
 	spec[field] == true
 }
 
+# Both rules open with inline tests of the request, the object's kind first (the kinds
+# with a pod spec, written out: jitguard reads literal tests only) so that jitguard skips
+# this package for other requests.
 deny contains msg if {
+	input.request.object.kind in {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController", "CronJob"}
 	input.request.operation in {"CREATE", "UPDATE"}
 	not exempt
 	in_protected_namespace
@@ -45,6 +49,7 @@ deny contains msg if {
 }
 
 warn contains msg if {
+	input.request.object.kind in {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController", "CronJob"}
 	input.request.operation in {"CREATE", "UPDATE"}
 	not exempt
 	not in_protected_namespace
