@@ -258,7 +258,7 @@ impl PolicySet {
                 .add_policy(module.display(), module.contents.clone())
                 .map_err(|e| LoadError::compile(&e))?;
         }
-        sources.add_data(&mut engine)?;
+        let documents = sources.add_data(&mut engine)?;
         let all = discover_packages(&engine)?;
         let access = all
             .iter()
@@ -268,8 +268,8 @@ impl PolicySet {
         if packages.is_empty() {
             return Err(LoadError::Empty(sources.root.clone()));
         }
-        let mut relevance = relevance::Relevance::default();
-        if options.skip_unconcerned {
+        let mut relevance = if options.skip_unconcerned {
+            // An AST regorus cannot render reads as no rules: every package is evaluated.
             let ast = engine
                 .get_ast_as_json()
                 .ok()
@@ -278,9 +278,10 @@ impl PolicySet {
             let components: Vec<Vec<String>> =
                 packages.iter().map(|p| p.components.clone()).collect();
             let contract: Vec<&str> = FINDING_RULES.iter().map(|k| k.name()).collect();
-            relevance =
-                relevance::Relevance::read(&ast, &components, &contract, &sources.documents()?);
-        }
+            relevance::Relevance::read(&ast, &components, &contract, &documents)
+        } else {
+            relevance::Relevance::default()
+        };
         let (module, rules) =
             aggregate::module(&packages, access.as_ref(), &relevance.reachable_masks());
         for (mask, rule) in rules {

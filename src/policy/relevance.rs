@@ -61,10 +61,11 @@ impl Relevance {
         contract: &[&str],
         data: &[Value],
     ) -> Self {
-        if packages.len() > 64 {
+        // Without the modules, nothing is known: every package is evaluated.
+        let Some(modules) = ast.as_array().filter(|_| packages.len() <= 64) else {
             return Self::default();
-        }
-        let rules = rules_of(ast);
+        };
+        let rules = rules_of(modules);
         let mut fields = Vec::new();
         let packages = packages
             .iter()
@@ -91,7 +92,9 @@ impl Relevance {
                         }
                     }
                 }
-                Some(bodies)
+                // Nothing read for a package with contract rules: whatever happened, it
+                // is not evidence that they can be skipped.
+                (!bodies.is_empty()).then_some(bodies)
             })
             .collect();
         Self {
@@ -206,37 +209,57 @@ struct RuleInfo {
     bodies: Option<Vec<Json>>,
 }
 
-fn rules_of(ast: &Json) -> Vec<RuleInfo> {
+/// Every rule of every module. A rule this cannot read is kept with its path as far as
+/// it is known (the package's, or none at all) and no bodies: whatever contract rule it
+/// may be, its package is then never skipped. Dropping it instead would skip a package
+/// for a rule nobody read.
+fn rules_of(modules: &[Json]) -> Vec<RuleInfo> {
+    let unreadable = |path: Vec<String>| RuleInfo { path, bodies: None };
     let mut out = Vec::new();
-    for module in ast.as_array().into_iter().flatten() {
+    for module in modules {
         let ast = &module["ast"];
         let Some(package) = ast
             .get("package")
             .and_then(|p| p.get("refr"))
             .and_then(static_path)
         else {
+            out.push(unreadable(Vec::new()));
             continue;
         };
-        for rule in ast["rules"].as_array().into_iter().flatten() {
+        let Some(rules) = ast.get("rules").and_then(Json::as_array) else {
+            out.push(unreadable(package));
+            continue;
+        };
+        for rule in rules {
             let (spec, default) = match (rule.get("Spec"), rule.get("Default")) {
                 (Some(spec), _) => (spec, false),
                 (None, Some(default)) => (default, true),
-                _ => continue,
+                _ => {
+                    out.push(unreadable(package.clone()));
+                    continue;
+                }
             };
             let (refr, set) = match spec.get("head") {
                 Some(head) => match (head.get("Set"), head.get("Compr"), head.get("Func")) {
                     (Some(h), _, _) => (&h["refr"], true),
                     (_, Some(h), _) => (&h["refr"], false),
                     (_, _, Some(h)) => (&h["refr"], false),
-                    _ => continue,
+                    _ => {
+                        out.push(unreadable(package.clone()));
+                        continue;
+                    }
                 },
                 None => (&spec["refr"], false),
             };
             let mut path = package.clone();
-            path.extend(head_path(refr));
+            // A multi-value rule's head is a static path (`deny`, also for v0's
+            // `deny[msg]`); anything else is read no further than its static prefix.
+            let static_head = static_path(refr);
+            let plain = static_head.is_some();
+            path.extend(static_head.unwrap_or_else(|| head_path(refr)));
             let bodies = spec["bodies"]
                 .as_array()
-                .filter(|b| set && !default && !b.is_empty())
+                .filter(|b| set && plain && !default && !b.is_empty())
                 .cloned();
             out.push(RuleInfo { path, bodies });
         }
@@ -262,7 +285,7 @@ fn static_path(expr: &Json) -> Option<Vec<String>> {
     None
 }
 
-/// A rule head's path: as far as it is static (`deny[msg]` is `deny`).
+/// A rule head's path as far as it is static (`a.b[x].c` is `a.b`).
 fn head_path(refr: &Json) -> Vec<String> {
     if let Some(path) = static_path(refr) {
         return path;

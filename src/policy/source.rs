@@ -216,30 +216,25 @@ impl Sources {
         Ok(out)
     }
 
-    /// Loads every data document into `engine` under its folder's path.
-    pub(crate) fn add_data(&self, engine: &mut Engine) -> Result<(), LoadError> {
-        for (file, nested) in self.data.iter().zip(self.documents()?) {
-            engine.add_data(nested).map_err(|e| LoadError::Data {
-                path: file.path.clone(),
-                message: format!("cannot merge into data: {e}"),
-            })?;
+    /// Loads every data document into `engine` under its folder's path, and returns
+    /// them, so nested (the relevance reader looks for data at contract-rule paths).
+    pub(crate) fn add_data(&self, engine: &mut Engine) -> Result<Vec<Value>, LoadError> {
+        let mut documents = Vec::with_capacity(self.data.len());
+        for file in &self.data {
+            let nested = file.prefix.iter().rev().fold(file.parse()?, |inner, key| {
+                let mut map = std::collections::BTreeMap::new();
+                map.insert(Value::from(key.as_str()), inner);
+                Value::from(map)
+            });
+            engine
+                .add_data(nested.clone())
+                .map_err(|e| LoadError::Data {
+                    path: file.path.clone(),
+                    message: format!("cannot merge into data: {e}"),
+                })?;
+            documents.push(nested);
         }
-        Ok(())
-    }
-
-    /// Each data file's document, nested under its folder's path.
-    pub(crate) fn documents(&self) -> Result<Vec<Value>, LoadError> {
-        self.data
-            .iter()
-            .map(|file| {
-                let value = file.parse()?;
-                Ok(file.prefix.iter().rev().fold(value, |inner, key| {
-                    let mut map = std::collections::BTreeMap::new();
-                    map.insert(Value::from(key.as_str()), inner);
-                    Value::from(map)
-                }))
-            })
-            .collect()
+        Ok(documents)
     }
 }
 

@@ -139,3 +139,63 @@ fn the_rule_for_an_input_is_the_one_registered_for_its_mask() {
     .unwrap();
     assert_eq!(r.rule_for(&odd), Some("m0"));
 }
+
+/// What the reader cannot read never lets a package be skipped: no AST at all, a module
+/// whose rules are missing, a rule of a shape it does not know, a head it cannot follow.
+#[test]
+fn what_cannot_be_read_keeps_packages_evaluated() {
+    let p = "package p\ndeny contains \"x\" if input.request.operation == \"CREATE\"";
+    let packages = vec![vec!["p".to_string()], vec!["q".to_string()]];
+    let read = |ast: &Json| Relevance::read(ast, &packages, &["deny", "warn"], &[]);
+    let mut engine = regorus::Engine::new();
+    engine.add_policy("p.rego".into(), p.into()).unwrap();
+    engine.add_policy("q.rego".into(), Q.into()).unwrap();
+    let ast: Json = serde_json::from_str(&engine.get_ast_as_json().unwrap()).unwrap();
+    let which = |ast: &Json, name: &str| {
+        ast.as_array()
+            .unwrap()
+            .iter()
+            .position(|m| m["ast"]["package"]["refr"]["Var"]["value"] == name)
+            .unwrap()
+    };
+    let (ip, iq) = (which(&ast, "p"), which(&ast, "q"));
+    assert!(read(&ast).guarded(0) && read(&ast).guarded(1));
+
+    let none = read(&Json::Null);
+    assert!(none.reachable_masks().is_empty());
+    assert_eq!(none.rule_for(&request("DELETE", "pods")), None);
+
+    let mut missing = ast.clone();
+    missing[iq]["ast"].as_object_mut().unwrap().remove("rules");
+    assert!(read(&missing).guarded(0) && !read(&missing).guarded(1));
+
+    let mut unknown = ast.clone();
+    unknown[ip]["ast"]["rules"][0] = serde_json::json!({"Weird": {}});
+    assert!(!read(&unknown).guarded(0) && read(&unknown).guarded(1));
+
+    let mut dynamic = ast.clone();
+    let head = &mut dynamic[ip]["ast"]["rules"][0]["Spec"]["head"]["Set"]["refr"];
+    *head =
+        serde_json::json!({"RefBrack": {"refr": head.clone(), "index": {"Var": {"value": "k"}}}});
+    assert!(!read(&dynamic).guarded(0) && read(&dynamic).guarded(1));
+
+    let mut no_package = ast.clone();
+    no_package[iq]["ast"]["package"] = Json::Null;
+    assert!(!read(&no_package).guarded(0) && !read(&no_package).guarded(1));
+}
+
+#[test]
+fn rego_v0_partial_sets_are_read_like_v1_ones() {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine
+        .add_policy(
+            "p.rego".into(),
+            "package p\ndeny[msg] {\n\tinput.request.operation == \"CREATE\"\n\tmsg := \"x\"\n}\n"
+                .into(),
+        )
+        .unwrap();
+    let ast: Json = serde_json::from_str(&engine.get_ast_as_json().unwrap()).unwrap();
+    let r = Relevance::read(&ast, &[vec!["p".to_string()]], &["deny"], &[]);
+    assert!(r.guarded(0));
+}
