@@ -315,10 +315,169 @@ fn gatekeeper(c: &mut Criterion) {
     let mut beside = Arc::new(with).engine();
     let selected = beside.evaluate(&input).packages.len() - alone.evaluate(&input).packages.len();
     eprintln!("gatekeeper bench: {selected} constraints select the Pod");
+    // The constraints that select the Pod: the packages only the second evaluation has.
+    let pack: Vec<Arc<str>> = alone
+        .evaluate(&input)
+        .packages
+        .into_iter()
+        .map(|p| p.package)
+        .collect();
+    let constraints: Vec<String> = beside
+        .evaluate(&input)
+        .packages
+        .into_iter()
+        .filter(|p| !pack.contains(&p.package))
+        .map(|p| p.package.to_string())
+        .collect();
+    under_opa(&policies, &constraints, &input);
     let mut group = c.benchmark_group("gatekeeper");
     group.bench_function("shipped pack alone", |b| b.iter(|| alone.evaluate(&input)));
     group.bench_function("shipped pack and the library's templates", |b| {
         b.iter(|| beside.evaluate(&input))
     });
     group.finish();
+}
+
+/// The same comparison under OPA's own evaluator (v1.20, Gatekeeper's engine, built by
+/// tests/opa/build.sh): `opa bench` on every contract rule of the shipped pack, then on
+/// the `violation` rule of each template whose constraint selected the Pod, with the
+/// input Gatekeeper gives it. What the templates cost against the pack is a property of
+/// their Rego as much as of the engine; this says how much of each. Printed, not timed by
+/// criterion; skipped with a note when OPA cannot be built.
+fn under_opa(policies: &std::path::Path, constraints: &[String], input: &regorus::Value) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let build = std::process::Command::new("bash")
+        .arg(root.join("tests/opa/build.sh"))
+        .output()
+        .expect("bash runs");
+    if !build.status.success() {
+        eprintln!(
+            "gatekeeper bench: OPA not measured, tests/opa/build.sh failed: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        return;
+    }
+    let opa = String::from_utf8_lossy(&build.stdout).trim().to_string();
+    let work = tempfile::tempdir().expect("tempdir");
+    let bench = |dir: &std::path::Path, input: &serde_json::Value, query: &str, v0: bool| {
+        let file = dir.join("input.json");
+        std::fs::write(&file, input.to_string()).expect("write the input");
+        let mut command = std::process::Command::new(&opa);
+        command.args(["bench", "--format", "gobench", "--count", "3", "-d"]);
+        command
+            .arg(dir.join("rego"))
+            .arg("-i")
+            .arg(&file)
+            .arg(query);
+        if v0 {
+            command.arg("--v0-compatible");
+        }
+        let out = command.output().expect("opa runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The fastest of the runs, in µs: `BenchmarkOPA... N  123456 ns/op ...`.
+        let best = text
+            .lines()
+            .filter_map(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = words.iter().position(|w| *w == "ns/op")?;
+                words.get(at.checked_sub(1)?)?.parse::<f64>().ok()
+            })
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            best.is_finite(),
+            "opa bench {query}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        best / 1000.0
+    };
+
+    // The pack: its Rego and data without the tests, and one query over every contract
+    // rule of every package (OPA has no skipping; its rule index makes the packages a
+    // request does not concern cheap instead).
+    let pack_dir = work.path().join("pack");
+    copy_dir(
+        &root.join("policies/jitguard"),
+        &pack_dir.join("rego/jitguard"),
+    );
+    remove_tests(&pack_dir.join("rego"));
+    let set = shipped_pack();
+    let mut rules = Vec::new();
+    for pkg in set.packages() {
+        for rule in ["deny", "require_grant", "warn", "enforcement"] {
+            if pkg.declares(rule) {
+                rules.push(format!("data.{}.{rule}", pkg.name));
+            }
+        }
+    }
+    std::fs::write(
+        pack_dir.join("rego/bench.rego"),
+        format!(
+            "package jitguard_bench\n\nresult := [\n\t{},\n]\n",
+            rules.join(",\n\t")
+        ),
+    )
+    .expect("write the query");
+    let json = serde_json::to_value(input).expect("the input as JSON");
+    let pack_us = bench(&pack_dir, &json, "data.jitguard_bench.result", false);
+
+    // Each selected constraint's template, with its parameters (defaults filled in).
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        yaml_serde::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml")
+    };
+    let mut total = 0.0;
+    let mut each = Vec::new();
+    for dir in std::fs::read_dir(policies.join("gatekeeper"))
+        .expect("the templates")
+        .flatten()
+        .map(|e| e.path())
+    {
+        let doc = read(&dir.join("constraint.yaml"));
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        if !constraints.iter().any(|c| c == name) {
+            continue;
+        }
+        let template_doc = read(&dir.join("template.yaml"));
+        let template = jitguard::gatekeeper::Template::compile(&template_doc).expect("compiles");
+        let constraint = template
+            .admit(jitguard::gatekeeper::Constraint::parse(&doc).expect("parses"))
+            .expect("admitted");
+        let target = &template_doc["spec"]["targets"][0];
+        let rego = target["rego"].as_str().expect("the template's Rego");
+        let package = rego
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("package "))
+            .expect("a package")
+            .trim();
+        let here = work.path().join(name);
+        std::fs::create_dir_all(here.join("rego")).expect("mkdir");
+        std::fs::write(here.join("rego/template.rego"), rego).expect("write");
+        for (i, lib) in target["libs"].as_array().into_iter().flatten().enumerate() {
+            let lib = lib.as_str().unwrap_or_default();
+            std::fs::write(here.join(format!("rego/lib{i}.rego")), lib).expect("write");
+        }
+        let review =
+            serde_json::json!({"review": json["request"], "parameters": constraint.parameters});
+        let us = bench(&here, &review, &format!("data.{package}.violation"), true);
+        total += us;
+        each.push(format!("{name} {us:.0}"));
+    }
+    each.sort();
+    eprintln!(
+        "gatekeeper bench, under OPA (opa bench, best of 3): the pack {pack_us:.0} µs; the {} constraints that select the Pod {total:.0} µs ({}); pack and constraints = {:.1}x the pack alone",
+        each.len(),
+        each.join(", "),
+        (pack_us + total) / pack_us
+    );
+}
+
+/// Removes the `*_test.rego` files under `dir`: OPA would evaluate their rules too.
+fn remove_tests(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_tests(&path);
+        } else if path.to_string_lossy().ends_with("_test.rego") {
+            std::fs::remove_file(&path).expect("remove");
+        }
+    }
 }
