@@ -86,6 +86,118 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
         all.concerned_packages(&value).len(),
         all.package_names().len()
     );
+    assert_eq!(all.engine_files(&value), None);
+}
+
+/// The module files of the engine that evaluates a fixture, as `dir/file` (no root).
+fn engine_files(set: &PolicySet, input: &Value) -> Option<Vec<String>> {
+    let value = regorus::Value::from_json_str(&input.to_string()).unwrap();
+    set.engine_files(&value).map(|files| {
+        files
+            .iter()
+            .map(|f| {
+                let path = std::path::Path::new(f);
+                let dir = path.parent().and_then(|d| d.file_name()).unwrap();
+                format!(
+                    "{}/{}",
+                    dir.to_string_lossy(),
+                    path.file_name().unwrap().to_string_lossy()
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn each_request_is_evaluated_by_an_engine_holding_only_the_modules_it_reaches() {
+    let set = pack(true, &root().join("policies"));
+    let now = 1_795_000_000_000_000_000;
+    let pod = input(review("pod-create-prod"), now, json!({}));
+    assert_eq!(
+        engine_files(&set, &pod).unwrap(),
+        [
+            "changewindow/changewindow.rego",
+            "lib/lib.rego",
+            "namespaces/namespaces.rego",
+            "workloads/workloads.rego"
+        ]
+    );
+    let exec = input(review("pod-exec-prod"), now, json!({}));
+    assert_eq!(
+        engine_files(&set, &exec).unwrap(),
+        ["interactive/interactive.rego", "lib/lib.rego"]
+    );
+}
+
+/// A package the request does not concern is still in its engine when a concerned one
+/// refers to it, by import or by a `data` reference, however indirectly: leaving it out
+/// would make the reference undefined, and `not` of an undefined reference true.
+#[test]
+fn a_smaller_engine_keeps_every_module_a_concerned_package_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: &str| {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    // guard: concerned by CREATE; it denies unless `exempt`, which it reads from
+    // helpers, which reads from flags; flags also has contract rules of its own that a
+    // CREATE does not concern. And it denies what helpers calls `risky`: without helpers
+    // in the engine, mallory would pass. other: concerned by DELETE only, referred to by
+    // no one.
+    write(
+        "guard/guard.rego",
+        "package guard\nimport data.helpers.exempt\ndeny contains \"guarded\" if {\n\tinput.request.operation == \"CREATE\"\n\tnot exempt\n}\ndeny contains \"risky\" if {\n\tinput.request.operation == \"CREATE\"\n\tdata.helpers.risky\n}\n",
+    );
+    write(
+        "helpers/helpers.rego",
+        "package helpers\nexempt if data.flags.off\nrisky if input.request.userInfo.username == \"mallory\"\n",
+    );
+    write(
+        "flags/flags.rego",
+        "package flags\noff := input.request.userInfo.username == \"root\"\nwarn contains \"flags\" if input.request.operation == \"DELETE\"\n",
+    );
+    write(
+        "other/other.rego",
+        "package other\nwarn contains \"other\" if input.request.operation == \"DELETE\"\n",
+    );
+    let request = |user: &str| {
+        input(
+            json!({"request": {"uid": "1", "operation": "CREATE", "namespace": "dev",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "userInfo": {"username": user}, "object": {}}}),
+            0,
+            json!({}),
+        )
+    };
+    let lean = pack(true, dir.path());
+    let full = pack(false, dir.path());
+    for user in ["mallory", "alice", "root"] {
+        let (a, b) = (
+            evaluate(&lean, &request(user)),
+            evaluate(&full, &request(user)),
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{user}");
+    }
+    let findings = |user: &str| -> usize {
+        evaluate(&lean, &request(user))
+            .packages
+            .iter()
+            .map(|p| p.findings.len())
+            .sum()
+    };
+    assert_eq!(findings("alice"), 1, "alice is denied");
+    assert_eq!(findings("root"), 0, "root is exempt through flags");
+    assert_eq!(findings("mallory"), 2, "mallory is risky, and not exempt");
+    assert_eq!(
+        engine_files(&lean, &request("alice")).unwrap(),
+        [
+            "flags/flags.rego",
+            "guard/guard.rego",
+            "helpers/helpers.rego"
+        ]
+    );
 }
 
 /// What the generated requests are made of: the values the pack tests, and others.
