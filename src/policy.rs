@@ -10,7 +10,6 @@
 mod access;
 mod aggregate;
 mod contract;
-mod lean;
 mod relevance;
 pub mod source;
 pub mod testing;
@@ -220,8 +219,6 @@ pub struct PolicySet {
     budget: Duration,
     /// Which packages each request can concern, and the rule that evaluates just those.
     relevance: relevance::Relevance,
-    /// Engines holding only the modules some of those rules need.
-    lean: lean::LeanEngines,
     generation: u64,
     digest: u64,
     files: usize,
@@ -271,25 +268,25 @@ impl PolicySet {
         if packages.is_empty() {
             return Err(LoadError::Empty(sources.root.clone()));
         }
-        // An AST regorus cannot render reads as no rules: every package is evaluated.
-        let ast: serde_json::Value = if options.skip_unconcerned {
-            engine
+        let mut relevance = if options.skip_unconcerned {
+            // An AST regorus cannot render reads as no rules: every package is evaluated.
+            let ast = engine
                 .get_ast_as_json()
                 .ok()
                 .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_default()
+                .unwrap_or_default();
+            let components: Vec<Vec<String>> =
+                packages.iter().map(|p| p.components.clone()).collect();
+            let contract: Vec<&str> = FINDING_RULES.iter().map(|k| k.name()).collect();
+            relevance::Relevance::read(&ast, &components, &contract, &documents)
         } else {
-            serde_json::Value::Null
+            relevance::Relevance::default()
         };
-        let components: Vec<Vec<String>> = packages.iter().map(|p| p.components.clone()).collect();
-        let contract: Vec<&str> = FINDING_RULES.iter().map(|k| k.name()).collect();
-        let mut relevance = relevance::Relevance::read(&ast, &components, &contract, &documents);
-        let masks = relevance.reachable_masks();
-        let (module, rules) = aggregate::module(&packages, access.as_ref(), &masks);
+        let (module, rules) =
+            aggregate::module(&packages, access.as_ref(), &relevance.reachable_masks());
         for (mask, rule) in rules {
             relevance.set_rule(mask, rule);
         }
-        let lean = lean::LeanEngines::build(&ast, sources, &documents, &packages, &masks, options);
         engine
             .add_policy("<jitguard aggregate>".to_string(), module)
             .map_err(|e| LoadError::compile(&e))?;
@@ -305,7 +302,6 @@ impl PolicySet {
             has_access: access.is_some(),
             budget: options.budget,
             relevance,
-            lean,
             packages,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             digest: combined_digest(sources.digest, crate::gatekeeper::feed::digest(gatekeeper)),
@@ -346,11 +342,6 @@ impl PolicySet {
             .collect()
     }
 
-    /// The module files of the smaller engine for `input`; `None`: the full engine.
-    pub fn engine_files(&self, input: &Value) -> Option<&[String]> {
-        self.lean.files(self.relevance.mask_for(input)?)
-    }
-
     pub fn package_names(&self) -> Vec<&str> {
         self.packages.iter().map(|p| &*p.name).collect()
     }
@@ -377,7 +368,6 @@ impl PolicySet {
         PolicyEngine {
             set: Arc::clone(self),
             engine: self.template.clone(),
-            lean: self.lean.clone(),
             gatekeeper: self.gatekeeper.clone(),
         }
     }
@@ -387,7 +377,6 @@ impl PolicySet {
 pub struct PolicyEngine {
     set: Arc<PolicySet>,
     engine: Engine,
-    lean: lean::LeanEngines,
     gatekeeper: crate::gatekeeper::Pack,
 }
 
@@ -425,15 +414,10 @@ impl PolicyEngine {
     fn evaluate_packages(&mut self, input: &Value) -> Evaluation {
         let started = Instant::now();
         let budget = self.set.budget;
-        let mask = self.set.relevance.mask_for(input);
-        let rule = mask.and_then(|m| self.set.relevance.rule(m));
-        let engine = match mask.and_then(|m| self.lean.for_mask(m)) {
-            Some(lean) => lean,
-            None => &mut self.engine,
-        };
-        engine.set_input(input.clone());
-        limit(engine, budget / 2);
-        let outcome = engine.eval_rule(rule.unwrap_or(AGGREGATE_RULE).to_string());
+        self.engine.set_input(input.clone());
+        self.limit(budget / 2);
+        let rule = self.set.relevance.rule_for(input).unwrap_or(AGGREGATE_RULE);
+        let outcome = self.engine.eval_rule(rule.to_string());
         let deadline = started + budget;
         match outcome {
             Ok(Value::Array(results)) if results.len() == self.set.packages.len() => Evaluation {
@@ -445,13 +429,21 @@ impl PolicyEngine {
                     .map(|(pkg, value)| package_result(pkg, value))
                     .collect(),
             },
-            Ok(other) => self.evaluate_each(
-                input,
-                &format!("unexpected aggregate result {other}"),
-                deadline,
-            ),
-            Err(e) => self.evaluate_each(input, &one_line(&e.to_string()), deadline),
+            Ok(other) => {
+                self.evaluate_each(&format!("unexpected aggregate result {other}"), deadline)
+            }
+            Err(e) => self.evaluate_each(&one_line(&e.to_string()), deadline),
         }
+    }
+
+    /// The wall-clock limit of the next evaluation (at least 1 ms: regorus checks the
+    /// timer as it goes, and a zero limit would stop everything at once).
+    fn limit(&mut self, limit: Duration) {
+        self.engine
+            .set_execution_timer_config(ExecutionTimerConfig {
+                limit: limit.max(Duration::from_millis(1)),
+                check_interval: TIMER_CHECK_INTERVAL,
+            });
     }
 
     /// The approval workflow's parameters for an AccessRequest admission (`input` as for
@@ -461,7 +453,7 @@ impl PolicyEngine {
             return Ok(AccessPolicy::default());
         }
         // The whole budget: the last evaluation may have left a package's share set.
-        limit(&mut self.engine, self.set.budget);
+        self.limit(self.set.budget);
         self.engine.set_input(input.clone());
         let value = self
             .engine
@@ -473,18 +465,11 @@ impl PolicyEngine {
     /// Slow path after the aggregate failed: evaluate package by package so the error is
     /// attributed to the package that raised it and the others still decide, each within
     /// its share of the time left before `deadline`.
-    fn evaluate_each(
-        &mut self,
-        input: &Value,
-        aggregate_error: &str,
-        deadline: Instant,
-    ) -> Evaluation {
+    fn evaluate_each(&mut self, aggregate_error: &str, deadline: Instant) -> Evaluation {
         tracing::debug!(
             error = aggregate_error,
             "aggregate evaluation failed; evaluating packages one by one"
         );
-        // In the engine holding every module: the failed one may have been a smaller one.
-        self.engine.set_input(input.clone());
         let count = self.set.packages.len();
         let set = Arc::clone(&self.set);
         let packages = set
@@ -495,7 +480,7 @@ impl PolicyEngine {
                 // Time a package does not use goes to the ones after it.
                 let left = deadline.saturating_duration_since(Instant::now());
                 let share = left / u32::try_from(count - i).unwrap_or(u32::MAX);
-                limit(&mut self.engine, share);
+                self.limit(share);
                 match self
                     .engine
                     .eval_rule(format!("data.{AGGREGATE_PACKAGE}.p{i}"))
@@ -514,15 +499,6 @@ impl PolicyEngine {
             .collect();
         Evaluation { packages }
     }
-}
-
-/// The wall-clock limit of an engine's next evaluation (at least 1 ms: regorus checks the
-/// timer as it goes, and a zero limit would stop everything at once).
-fn limit(engine: &mut Engine, limit: Duration) {
-    engine.set_execution_timer_config(ExecutionTimerConfig {
-        limit: limit.max(Duration::from_millis(1)),
-        check_interval: TIMER_CHECK_INTERVAL,
-    });
 }
 
 /// How often regorus looks at the clock while evaluating (in steps).

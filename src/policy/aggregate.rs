@@ -22,23 +22,48 @@ pub(super) fn module(
     access: Option<&PackageInfo>,
     masks: &BTreeSet<Mask>,
 ) -> (String, BTreeMap<Mask, String>) {
-    let parts = Parts::of(packages);
-    let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n{}", parts.enforcement);
-    for (i, object) in parts.objects.iter().enumerate() {
+    let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n");
+    let mut objects = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, pkg) in packages.iter().enumerate() {
+        let mut fields = Vec::new();
+        for kind in FINDING_RULES {
+            if pkg.declares(kind.name()) {
+                fields.push(format!("\"{0}\": {1}.{0}", kind.name(), pkg.reference));
+            }
+        }
+        if pkg.declares("enforcement") {
+            fields.push(format!("\"enforcement\": e{i}"));
+            skipped.push(format!("{{\"enforcement\": e{i}}}"));
+            let _ = writeln!(rego, "default e{i} := \"deny\"");
+            let _ = writeln!(rego, "e{i} := {}.enforcement", pkg.reference);
+        } else {
+            skipped.push("{}".to_string());
+        }
+        let object = format!("{{{}}}", fields.join(", "));
         let _ = writeln!(rego, "p{i} := {object}\n");
+        objects.push(object);
     }
-    let _ = writeln!(
-        rego,
-        "findings := [\n\t{},\n]\n",
-        parts.objects.join(",\n\t")
-    );
-    let all: Mask = u32::try_from(parts.objects.len())
+    let _ = writeln!(rego, "findings := [\n\t{},\n]\n", objects.join(",\n\t"));
+    let all: Mask = u32::try_from(objects.len())
         .ok()
         .and_then(|n| 1u64.checked_shl(n))
         .map_or(Mask::MAX, |bit| bit - 1);
     let mut names = BTreeMap::new();
     for &mask in masks.iter().filter(|&&m| m != all) {
-        rego.push_str(&parts.mask_rule(mask));
+        let items: Vec<&str> = objects
+            .iter()
+            .zip(&skipped)
+            .enumerate()
+            .map(|(i, (object, skipped))| {
+                if mask & (1 << i) != 0 {
+                    object.as_str()
+                } else {
+                    skipped.as_str()
+                }
+            })
+            .collect();
+        let _ = writeln!(rego, "m{mask:x} := [\n\t{},\n]\n", items.join(",\n\t"));
         names.insert(mask, format!("data.{AGGREGATE_PACKAGE}.m{mask:x}"));
     }
     if let Some(access) = access {
@@ -52,74 +77,6 @@ pub(super) fn module(
         let _ = writeln!(rego, "\naccess := {{{}}}", fields.join(", "));
     }
     (rego, names)
-}
-
-/// The aggregate module of a smaller engine (see `lean`): the rules for `masks` alone,
-/// named as in [`module`].
-pub(super) fn lean(packages: &[PackageInfo], masks: &[Mask]) -> String {
-    let parts = Parts::of(packages);
-    let mut rego = format!("package {AGGREGATE_PACKAGE}\n\n{}", parts.enforcement);
-    for &mask in masks {
-        rego.push_str(&parts.mask_rule(mask));
-    }
-    rego
-}
-
-/// Per package, its object of contract rules and what it answers when skipped; and the
-/// rules for every package's `enforcement`.
-struct Parts {
-    objects: Vec<String>,
-    skipped: Vec<String>,
-    enforcement: String,
-}
-
-impl Parts {
-    fn of(packages: &[PackageInfo]) -> Self {
-        let mut parts = Self {
-            objects: Vec::new(),
-            skipped: Vec::new(),
-            enforcement: String::new(),
-        };
-        for (i, pkg) in packages.iter().enumerate() {
-            let mut fields = Vec::new();
-            for kind in FINDING_RULES {
-                if pkg.declares(kind.name()) {
-                    fields.push(format!("\"{0}\": {1}.{0}", kind.name(), pkg.reference));
-                }
-            }
-            if pkg.declares("enforcement") {
-                fields.push(format!("\"enforcement\": e{i}"));
-                parts.skipped.push(format!("{{\"enforcement\": e{i}}}"));
-                let _ = writeln!(parts.enforcement, "default e{i} := \"deny\"");
-                let _ = writeln!(parts.enforcement, "e{i} := {}.enforcement", pkg.reference);
-            } else {
-                parts.skipped.push("{}".to_string());
-            }
-            parts.objects.push(format!("{{{}}}", fields.join(", ")));
-        }
-        if !parts.enforcement.is_empty() {
-            parts.enforcement.push('\n');
-        }
-        parts
-    }
-
-    /// `m{mask}`: the packages of the mask evaluated, the others answering nothing.
-    fn mask_rule(&self, mask: Mask) -> String {
-        let items: Vec<&str> = self
-            .objects
-            .iter()
-            .zip(&self.skipped)
-            .enumerate()
-            .map(|(i, (object, skipped))| {
-                if mask & (1 << i) != 0 {
-                    object.as_str()
-                } else {
-                    skipped.as_str()
-                }
-            })
-            .collect();
-        format!("m{mask:x} := [\n\t{},\n]\n\n", items.join(",\n\t"))
-    }
 }
 
 /// `data.a.b`, with brackets only for components that are not identifiers. Dot notation

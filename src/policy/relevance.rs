@@ -145,13 +145,8 @@ impl Relevance {
     }
 
     /// The generated rule for this input's packages, or `None` to evaluate them all.
-    #[cfg(test)]
     pub(super) fn rule_for(&self, input: &Value) -> Option<&str> {
-        self.rule(self.mask_for(input)?)
-    }
-
-    /// The generated rule for a mask.
-    pub(super) fn rule(&self, mask: Mask) -> Option<&str> {
+        let mask = self.mask_for(input)?;
         self.rules.get(&mask).map(String::as_str)
     }
 
