@@ -88,6 +88,76 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
     );
 }
 
+/// Skipping a package leaves out its contract rules, nothing else: a concerned package
+/// that reads a skipped one's other rules, by import or by a `data` reference, however
+/// indirectly, reads them as before. (A reference made undefined would fail open: mallory
+/// would pass.)
+#[test]
+fn a_skipped_package_still_answers_the_packages_that_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: &str| {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    // guard: concerned by CREATE; it denies unless `exempt`, which it reads from
+    // helpers, which reads from flags; flags also has contract rules of its own that a
+    // CREATE does not concern. And it denies what helpers calls `risky`: without helpers
+    // in the engine, mallory would pass. other: concerned by DELETE only, referred to by
+    // no one.
+    write(
+        "guard/guard.rego",
+        "package guard\nimport data.helpers.exempt\ndeny contains \"guarded\" if {\n\tinput.request.operation == \"CREATE\"\n\tnot exempt\n}\ndeny contains \"risky\" if {\n\tinput.request.operation == \"CREATE\"\n\tdata.helpers.risky\n}\n",
+    );
+    write(
+        "helpers/helpers.rego",
+        "package helpers\nexempt if data.flags.off\nrisky if input.request.userInfo.username == \"mallory\"\n",
+    );
+    write(
+        "flags/flags.rego",
+        "package flags\noff := input.request.userInfo.username == \"root\"\nwarn contains \"flags\" if input.request.operation == \"DELETE\"\n",
+    );
+    write(
+        "other/other.rego",
+        "package other\nwarn contains \"other\" if input.request.operation == \"DELETE\"\n",
+    );
+    let request = |user: &str| {
+        input(
+            json!({"request": {"uid": "1", "operation": "CREATE", "namespace": "dev",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "userInfo": {"username": user}, "object": {}}}),
+            0,
+            json!({}),
+        )
+    };
+    let skipping = pack(true, dir.path());
+    let every = pack(false, dir.path());
+    let value = regorus::Value::from_json_str(&request("alice").to_string()).unwrap();
+    assert_eq!(
+        skipping.concerned_packages(&value),
+        ["guard"],
+        "flags is skipped"
+    );
+    for user in ["mallory", "alice", "root"] {
+        let (a, b) = (
+            evaluate(&skipping, &request(user)),
+            evaluate(&every, &request(user)),
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{user}");
+    }
+    let findings = |user: &str| -> usize {
+        evaluate(&skipping, &request(user))
+            .packages
+            .iter()
+            .map(|p| p.findings.len())
+            .sum()
+    };
+    assert_eq!(findings("alice"), 1, "alice is denied");
+    assert_eq!(findings("root"), 0, "root is exempt through flags");
+    assert_eq!(findings("mallory"), 2, "mallory is risky, and not exempt");
+}
+
 /// What the generated requests are made of: the values the pack tests, and others.
 const OPERATIONS: &[&str] = &["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"];
 const RESOURCES: &[(&str, &str, &str)] = &[
