@@ -406,10 +406,12 @@ impl Pack {
         // What matching reads, taken out of the review once; the review itself goes to
         // every template as it is (a policy value, cloned by reference), never converted.
         let matched = match_fields(review);
+        let empty = Json::Object(serde_json::Map::new());
+        let target = target_of(&matched, namespace_labels, &empty);
         let mut out = Vec::new();
         for (template, constraints) in &mut self.entries {
             for constraint in constraints.iter() {
-                if constraint.selects(&matched, namespace_labels) {
+                if constraint.matcher.selects(&target) {
                     let result =
                         template.evaluate(review.clone(), constraint.parameters_value.clone());
                     out.push(Outcome { constraint, result });
@@ -441,6 +443,35 @@ fn match_fields(review: &Value) -> Json {
         "name": json(&review["name"]),
         "object": {"metadata": metadata(object)},
     })
+}
+
+/// What `spec.match` reads of a review, read once for every constraint (`empty`: the
+/// labels of an object that has none).
+fn target_of<'a>(
+    review: &'a Json,
+    namespace_labels: Option<&'a Json>,
+    empty: &'a Json,
+) -> matching::Target<'a> {
+    let object = if review["object"].is_object() {
+        &review["object"]
+    } else {
+        &review["oldObject"]
+    };
+    let labels = match &object["metadata"]["labels"] {
+        Json::Null => empty,
+        l => l,
+    };
+    matching::Target {
+        group: review["kind"]["group"].as_str().unwrap_or_default(),
+        kind: review["kind"]["kind"].as_str().unwrap_or_default(),
+        namespace: review["namespace"].as_str().unwrap_or_default(),
+        name: review["name"]
+            .as_str()
+            .or_else(|| object["metadata"]["name"].as_str())
+            .unwrap_or_default(),
+        labels,
+        namespace_labels,
+    }
 }
 
 /// `package a.b` → `a.b`.
@@ -478,27 +509,9 @@ impl Constraint {
     /// Whether `spec.match` selects the review's object (`namespace_labels`: those of
     /// its namespace, where known).
     pub fn selects(&self, review: &Json, namespace_labels: Option<&Json>) -> bool {
-        let object = if review["object"].is_object() {
-            &review["object"]
-        } else {
-            &review["oldObject"]
-        };
         let empty = Json::Object(serde_json::Map::new());
-        let labels = match &object["metadata"]["labels"] {
-            Json::Null => &empty,
-            l => l,
-        };
-        self.matcher.selects(&matching::Target {
-            group: review["kind"]["group"].as_str().unwrap_or_default(),
-            kind: review["kind"]["kind"].as_str().unwrap_or_default(),
-            namespace: review["namespace"].as_str().unwrap_or_default(),
-            name: review["name"]
-                .as_str()
-                .or_else(|| object["metadata"]["name"].as_str())
-                .unwrap_or_default(),
-            labels,
-            namespace_labels,
-        })
+        self.matcher
+            .selects(&target_of(review, namespace_labels, &empty))
     }
 
     pub fn parse(doc: &Json) -> Result<Self, GatekeeperError> {
