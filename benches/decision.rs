@@ -441,23 +441,14 @@ fn under_opa(policies: &std::path::Path, constraints: &[String], input: &regorus
         let constraint = template
             .admit(jitguard::gatekeeper::Constraint::parse(&doc).expect("parses"))
             .expect("admitted");
-        let target = &template_doc["spec"]["targets"][0];
-        let rego = target["rego"].as_str().expect("the template's Rego");
-        let package = rego
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("package "))
-            .expect("a package")
-            .trim();
         let here = work.path().join(name);
         std::fs::create_dir_all(here.join("rego")).expect("mkdir");
-        std::fs::write(here.join("rego/template.rego"), rego).expect("write");
-        for (i, lib) in target["libs"].as_array().into_iter().flatten().enumerate() {
-            let lib = lib.as_str().unwrap_or_default();
-            std::fs::write(here.join(format!("rego/lib{i}.rego")), lib).expect("write");
+        for (i, rego) in template.sources().iter().enumerate() {
+            std::fs::write(here.join(format!("rego/{i}.rego")), rego).expect("write");
         }
         let review =
             serde_json::json!({"review": json["request"], "parameters": constraint.parameters});
-        let us = bench(&here, &review, &format!("data.{package}.violation"), true);
+        let us = bench(&here, &review, template.query(), true);
         total += us;
         each.push(format!("{name} {us:.0}"));
     }

@@ -69,6 +69,9 @@ pub struct Template {
     pub kind: String,
     /// `data.<package>.violation`.
     query: String,
+    /// Its Rego and then its libs, as written (before `dialect`): for running the same
+    /// template under another engine.
+    sources: Arc<[String]>,
     engine: Engine,
     /// The inventory last loaded into `engine`.
     inventory: Option<Json>,
@@ -148,16 +151,19 @@ impl Template {
         engine
             .add_policy(format!("{name}.rego"), dialect::as_opa_reads_it(rego))
             .map_err(|e| fail(rego_error(&e)))?;
+        let mut sources = vec![rego.to_string()];
         for (i, lib) in libs.as_array().into_iter().flatten().enumerate() {
             let lib = lib.as_str().unwrap_or_default();
             engine
                 .add_policy(format!("{name}.lib{i}.rego"), dialect::as_opa_reads_it(lib))
                 .map_err(|e| fail(rego_error(&e)))?;
+            sources.push(lib.to_string());
         }
         Ok(Self {
             name,
             kind,
             query: format!("data.{package}.violation"),
+            sources: sources.into(),
             engine,
             inventory: None,
             schema: doc["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"].clone(),
@@ -170,6 +176,17 @@ impl Template {
                 )
                 .any(|r| r.contains("inventory") || r.contains("data[")),
         })
+    }
+
+    /// The query for its violations: `data.<package>.violation`.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// Its Rego, then its libs, as the template writes them (Rego v0 unless its `code`
+    /// entry says v1): to run the same template under OPA.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
     }
 
     /// A constraint of this template with its parameters checked against the template's

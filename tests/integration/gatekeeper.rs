@@ -92,32 +92,15 @@ fn the_library_templates_find_under_opa_what_they_find_under_jitguard() {
                     .unwrap(),
                 )
                 .unwrap();
-            let target = &template_doc["spec"]["targets"][0];
-            let source = target["code"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["engine"] == "Rego"))
-                .map(|c| c["source"].clone())
-                .unwrap_or_else(|| target.clone());
-            let rego = source["rego"].as_str().unwrap();
-            let package = rego
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("package "))
-                .unwrap()
-                .trim()
-                .to_string();
             let work = tempfile::tempdir().unwrap();
-            std::fs::write(work.path().join("template.rego"), rego).unwrap();
-            for (i, lib) in source["libs"].as_array().into_iter().flatten().enumerate() {
-                std::fs::write(
-                    work.path().join(format!("lib{i}.rego")),
-                    lib.as_str().unwrap(),
-                )
-                .unwrap();
+            for (i, rego) in template.sources().iter().enumerate() {
+                std::fs::write(work.path().join(format!("{i}.rego")), rego).unwrap();
             }
             std::fs::write(
                 work.path().join("check.rego"),
                 format!(
-                    "package jitguard_check\n\nresults = [r | c := data.jitguard_cases[_]; r := msgs with input as c.input with data.inventory as c.inventory]\n\nmsgs = sort([v.msg | v := data.{package}.violation[_]])\n"
+                    "package jitguard_check\n\nresults = [r | c := data.jitguard_cases[_]; r := msgs with input as c.input with data.inventory as c.inventory]\n\nmsgs = sort([v.msg | v := {}[_]])\n",
+                    template.query()
                 ),
             )
             .unwrap();
