@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use jitguard::policy::{EvalOptions, Evaluation, PolicySet};
+use jitguard::policy::{EvalOptions, Evaluation, PackageResult, PolicySet};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
@@ -26,8 +26,38 @@ fn pack(skip_unconcerned: bool, policies: &std::path::Path) -> Arc<PolicySet> {
 }
 
 fn evaluate(set: &Arc<PolicySet>, input: &Value) -> Evaluation {
-    let value = regorus::Value::from_json_str(&input.to_string()).unwrap();
-    set.engine().evaluate(&value)
+    set.engine().evaluate(&value(input))
+}
+
+fn value(input: &Value) -> regorus::Value {
+    regorus::Value::from_json_str(&input.to_string()).unwrap()
+}
+
+/// The packages an evaluation of `input` runs.
+fn concerned(set: &PolicySet, input: &Value) -> Vec<String> {
+    set.concerned_packages(&value(input))
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A policy folder holding `files` (`(path, Rego)`).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, text) in files {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn package<'a>(evaluation: &'a Evaluation, name: &str) -> &'a PackageResult {
+    evaluation
+        .packages
+        .iter()
+        .find(|p| &*p.package == name)
+        .unwrap()
 }
 
 /// The AdmissionReview `input` as jitguard builds it: the review and `jit`.
@@ -52,9 +82,8 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
         1_795_000_000_000_000_000,
         json!({}),
     );
-    let value = regorus::Value::from_json_str(&i.to_string()).unwrap();
     assert_eq!(
-        set.concerned_packages(&value),
+        concerned(&set, &i),
         [
             "jitguard.changewindow",
             "jitguard.namespaces",
@@ -66,15 +95,13 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
         1_795_000_000_000_000_000,
         json!({}),
     );
-    let value = regorus::Value::from_json_str(&exec.to_string()).unwrap();
-    assert_eq!(set.concerned_packages(&value), ["jitguard.interactive"]);
+    assert_eq!(concerned(&set, &exec), ["jitguard.interactive"]);
     // An Ingress is no workload: workloads opens with a test of the object's kind.
     let path = root().join("policies/suites/reviews/ingress-remove-tls-dev.json");
     let review = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let ingress = input(review, 1_795_000_000_000_000_000, json!({}));
-    let value = regorus::Value::from_json_str(&ingress.to_string()).unwrap();
     assert_eq!(
-        set.concerned_packages(&value),
+        concerned(&set, &ingress),
         [
             "jitguard.changewindow",
             "jitguard.ingress",
@@ -82,10 +109,7 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
         ]
     );
     let all = pack(false, &root().join("policies"));
-    assert_eq!(
-        all.concerned_packages(&value).len(),
-        all.package_names().len()
-    );
+    assert_eq!(concerned(&all, &ingress).len(), all.package_names().len());
 }
 
 /// Skipping a package leaves out its contract rules, nothing else: a concerned package
@@ -94,33 +118,29 @@ fn a_pod_create_in_prod_evaluates_only_the_packages_it_concerns() {
 /// would pass.)
 #[test]
 fn a_skipped_package_still_answers_the_packages_that_read_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |file: &str, text: &str| {
-        let path = dir.path().join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
     // guard: concerned by CREATE; it denies unless `exempt`, which it reads from
     // helpers, which reads from flags; flags also has contract rules of its own that a
     // CREATE does not concern. And it denies what helpers calls `risky`: without helpers
     // in the engine, mallory would pass. other: concerned by DELETE only, referred to by
     // no one.
-    write(
-        "guard/guard.rego",
-        "package guard\nimport data.helpers.exempt\ndeny contains \"guarded\" if {\n\tinput.request.operation == \"CREATE\"\n\tnot exempt\n}\ndeny contains \"risky\" if {\n\tinput.request.operation == \"CREATE\"\n\tdata.helpers.risky\n}\n",
-    );
-    write(
-        "helpers/helpers.rego",
-        "package helpers\nexempt if data.flags.off\nrisky if input.request.userInfo.username == \"mallory\"\n",
-    );
-    write(
-        "flags/flags.rego",
-        "package flags\noff := input.request.userInfo.username == \"root\"\nwarn contains \"flags\" if input.request.operation == \"DELETE\"\n",
-    );
-    write(
-        "other/other.rego",
-        "package other\nwarn contains \"other\" if input.request.operation == \"DELETE\"\n",
-    );
+    let dir = folder(&[
+        (
+            "guard/guard.rego",
+            "package guard\nimport data.helpers.exempt\ndeny contains \"guarded\" if {\n\tinput.request.operation == \"CREATE\"\n\tnot exempt\n}\ndeny contains \"risky\" if {\n\tinput.request.operation == \"CREATE\"\n\tdata.helpers.risky\n}\n",
+        ),
+        (
+            "helpers/helpers.rego",
+            "package helpers\nexempt if data.flags.off\nrisky if input.request.userInfo.username == \"mallory\"\n",
+        ),
+        (
+            "flags/flags.rego",
+            "package flags\noff := input.request.userInfo.username == \"root\"\nwarn contains \"flags\" if input.request.operation == \"DELETE\"\n",
+        ),
+        (
+            "other/other.rego",
+            "package other\nwarn contains \"other\" if input.request.operation == \"DELETE\"\n",
+        ),
+    ]);
     let request = |user: &str| {
         input(
             json!({"request": {"uid": "1", "operation": "CREATE", "namespace": "dev",
@@ -133,9 +153,8 @@ fn a_skipped_package_still_answers_the_packages_that_read_it() {
     };
     let skipping = pack(true, dir.path());
     let every = pack(false, dir.path());
-    let value = regorus::Value::from_json_str(&request("alice").to_string()).unwrap();
     assert_eq!(
-        skipping.concerned_packages(&value),
+        concerned(&skipping, &request("alice")),
         ["guard"],
         "flags is skipped"
     );
@@ -282,8 +301,7 @@ fn skipping_never_changes_an_evaluation_of_generated_requests() {
                     now,
                     labels,
                 );
-                let value = regorus::Value::from_json_str(&i.to_string()).unwrap();
-                if skipping.concerned_packages(&value).len() < all.package_names().len() {
+                if concerned(&skipping, &i).len() < all.package_names().len() {
                     skipped.set(skipped.get() + 1);
                 }
                 prop_assert_eq!(evaluate(&skipping, &i), evaluate(&all, &i), "{}", i);
@@ -304,10 +322,10 @@ fn skipping_never_changes_an_evaluation_of_generated_requests() {
 /// package gives what evaluating it gives, errors included.
 #[test]
 fn a_body_stops_at_its_leading_test_so_skipping_keeps_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("p.rego"),
-        r#"package p
+    let dir = folder(&[
+        (
+            "p.rego",
+            r#"package p
 
 deny contains "exec" if {
 	input.request.operation == "CONNECT"
@@ -321,13 +339,12 @@ warn contains "w" if {
 	true
 }
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("q.rego"),
-        "package q\n\ndeny contains \"q\" if input.request.operation == \"DELETE\"\n",
-    )
-    .unwrap();
+        ),
+        (
+            "q.rego",
+            "package q\n\ndeny contains \"q\" if input.request.operation == \"DELETE\"\n",
+        ),
+    ]);
     let skipping = pack(true, dir.path());
     let all = pack(false, dir.path());
     let req = |op: &str, sub: &str| {
@@ -336,8 +353,7 @@ warn contains "w" if {
     };
     // Excluded: no error with or without skipping, and p is skipped.
     let create = req("CREATE", "exec");
-    let value = regorus::Value::from_json_str(&create.to_string()).unwrap();
-    assert_eq!(skipping.concerned_packages(&value), Vec::<&str>::new());
+    assert_eq!(concerned(&skipping, &create), Vec::<&str>::new());
     assert_eq!(evaluate(&skipping, &create), evaluate(&all, &create));
     assert!(evaluate(&all, &create)
         .packages
@@ -347,7 +363,7 @@ warn contains "w" if {
     let exec = req("CONNECT", "exec");
     let failed = evaluate(&skipping, &exec);
     assert_eq!(failed, evaluate(&all, &exec));
-    let p = failed.packages.iter().find(|p| &*p.package == "p").unwrap();
+    let p = package(&failed, "p");
     assert!(
         p.error.as_deref().is_some_and(|e| e.contains("p.rego:6")),
         "{p:?}"
@@ -358,44 +374,34 @@ warn contains "w" if {
 /// may fail or say `warn` for a request none of its rules concern.
 #[test]
 fn a_skipped_packages_enforcement_is_still_evaluated() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("w.rego"),
-        "package w
+    let dir = folder(&[
+        (
+            "w.rego",
+            "package w
 
 enforcement := \"warn\"
 
 deny contains \"w\" if input.request.operation == \"DELETE\"
 ",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("e.rego"),
-        "package e
+        ),
+        (
+            "e.rego",
+            "package e
 
 enforcement := \"warn\" if to_number(input.request.name) > 0
 
 deny contains \"e\" if input.request.operation == \"DELETE\"
 ",
-    )
-    .unwrap();
+        ),
+    ]);
     let skipping = pack(true, dir.path());
     let all = pack(false, dir.path());
     let create = json!({"request": {"operation": "CREATE", "name": "not-a-number"}});
-    let value = regorus::Value::from_json_str(&create.to_string()).unwrap();
-    assert_eq!(skipping.concerned_packages(&value), Vec::<&str>::new());
+    assert_eq!(concerned(&skipping, &create), Vec::<&str>::new());
     let evaluation = evaluate(&skipping, &create);
     assert_eq!(evaluation, evaluate(&all, &create));
-    let w = evaluation
-        .packages
-        .iter()
-        .find(|p| &*p.package == "w")
-        .unwrap();
+    let w = package(&evaluation, "w");
     assert_eq!(w.enforcement, jitguard::policy::Enforcement::Warn, "{w:?}");
-    let e = evaluation
-        .packages
-        .iter()
-        .find(|p| &*p.package == "e")
-        .unwrap();
+    let e = package(&evaluation, "e");
     assert!(e.error.is_some(), "{e:?}");
 }
